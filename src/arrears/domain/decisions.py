@@ -1,0 +1,332 @@
+"""Decisions and their timing (SPEC §6): what to do with one account at one instant.
+
+`evaluate` is the single place the rules are applied. Production and the
+simulation both call it; the engine only carries out what it returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from enum import StrEnum
+from zoneinfo import ZoneInfo
+
+from arrears.domain.clock import local_date, start_of_day
+from arrears.domain.events import (
+    LATE_LIMIT,
+    EventKind,
+    EventMapping,
+    Mappings,
+    invoice_notice_instant,
+    notice_key,
+)
+from arrears.domain.exclusions import exclusions, grace_ends
+from arrears.domain.figures import Figures, figures_at, figures_on
+from arrears.domain.model import AccountSnapshot, Invoice
+from arrears.domain.rules import (
+    RESTORING_EXCLUSIONS,
+    HolidayCalendar,
+    RuleSet,
+    Schedule,
+    Stage,
+    governing,
+    next_version_instant,
+)
+
+
+class Action(StrEnum):
+    NONE = "none"
+    ESCALATE = "escalate"
+    DEESCALATE = "deescalate"
+    RESTORE = "restore"
+    WOULD_SUSPEND = "would_suspend"  # shadow mode: auto_suspend is disabled
+    WOULD_RESTORE = "would_restore"  # auto_unsuspend is disabled
+
+
+def _no_calendar(rules: RuleSet) -> HolidayCalendar | None:
+    return None
+
+
+@dataclass(frozen=True)
+class ProviderContext:
+    """The provider-level inputs of every decision."""
+
+    tz: ZoneInfo
+    rule_sets: tuple[RuleSet, ...]
+    mappings: Mappings
+    send_time: time = time(9, 0)
+    calendars: Callable[[RuleSet], HolidayCalendar | None] = _no_calendar
+
+    def schedule(self, rules: RuleSet) -> Schedule:
+        return Schedule(rules, self.tz, self.calendars(rules))
+
+
+@dataclass(frozen=True)
+class NoticeDue:
+    """A notice whose instant has come: to be recorded now (sent, or skipped as late)."""
+
+    mapping: EventMapping
+    key: str
+    due_at: datetime
+    invoice: str | None = None
+    late: bool = False
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    at: datetime
+    rule_set: RuleSet | None
+    figures: Figures
+    target: Stage | None = None
+    exclusions: tuple[str, ...] = ()
+    action: Action = Action.NONE
+    stage: Stage | None = None  # where ESCALATE / DEESCALATE / WOULD_SUSPEND go
+    restore_reason: str | None = None  # "paid" or the exclusion code that releases it
+    eligibility: datetime | None = None
+    projected: datetime | None = None
+    heading: bool = False
+    notices: tuple[NoticeDue, ...] = ()
+    # Reasons to write in an `excluded` history line now (None: nothing new to say).
+    excluded_now: tuple[str, ...] | None = None
+    # What the account remembers about being held back / shadow-suspended.
+    excluded_memory: tuple[str, ...] | None = None
+    shadow_memory: str | None = None
+    # Why the account must be looked at again, and the earliest of those instants.
+    wakeups: dict[str, datetime] = field(default_factory=dict)
+
+    @property
+    def next_wakeup(self) -> datetime | None:
+        return min(self.wakeups.values()) if self.wakeups else None
+
+
+def stage_holds(rules: RuleSet, stage: Stage, fig: Figures) -> bool:
+    return (
+        fig.basis(rules.amount_basis) >= rules.stage_amount(stage)
+        and fig.days_overdue > stage.min_overdue_days
+    )
+
+
+def target_stage(rules: RuleSet, fig: Figures) -> Stage | None:
+    """The last stage in the ladder whose amount and days both hold."""
+    found = None
+    for stage in rules.ladder:
+        if stage_holds(rules, stage, fig):
+            found = stage
+    return found
+
+
+def first_day(
+    invoices: Sequence[Invoice],
+    t: datetime,
+    today: date,
+    holds: Callable[[Figures], bool],
+    day_offsets: Sequence[int] = (),
+) -> date | None:
+    """The first local day ≥ today on which `holds(figures)` is true, if nothing else changes.
+
+    Figures change only as invoices fall overdue (the day after their due date)
+    and as days overdue grow past a stage's days, so only those days are looked at.
+    """
+    open_invoices = [inv for inv in invoices if inv.is_open_at(t)]
+    if not open_invoices:
+        return None
+    oldest = min(inv.due for inv in open_invoices)
+    candidates = {today}
+    candidates.update(inv.due + timedelta(days=1) for inv in open_invoices)
+    candidates.update(oldest + timedelta(days=d + 1) for d in day_offsets)
+    for day in sorted(c for c in candidates if c >= today):
+        if holds(figures_on(open_invoices, t, day, Decimal("0"))):
+            return day
+    return None
+
+
+def _wake(wakeups: dict[str, datetime], why: str, at: datetime | None, now: datetime) -> None:
+    if at is not None and at > now and (why not in wakeups or at < wakeups[why]):
+        wakeups[why] = at
+
+
+def evaluate(account: AccountSnapshot, ctx: ProviderContext, now: datetime) -> Evaluation:
+    """Decide what happens to `account` at `now`, and when to look at it again."""
+    tz = ctx.tz
+    today = local_date(now, tz)
+    fig = figures_at(account.invoices, now, tz, account.unallocated)
+    wake: dict[str, datetime] = {}
+    notices = _invoice_notices(account, ctx, now, wake)
+    _wake(wake, "rule_set_version", next_version_instant(ctx.rule_sets, now), now)
+    rules = governing(ctx.rule_sets, account.groups, now)
+    if rules is None:
+        return Evaluation(now, None, fig, notices=tuple(notices), wakeups=wake)
+
+    k = rules.restore_threshold
+    ladder = rules.ladder
+    schedule = ctx.schedule(rules)
+    target = target_stage(rules, fig)
+    excl = exclusions(account, rules, fig, now, today, tz)
+    _wake(wake, "resuspend_grace_end", grace_ends(account, rules, tz), now)
+    if account.omit is not None and account.omit.until is not None and account.omit.holds_on(today):
+        _wake(wake, "omit_flag_end", start_of_day(account.omit.until + timedelta(days=1), tz), now)
+    day_offsets = [s.min_overdue_days for s in ladder]
+
+    def first_instant(stage: Stage) -> datetime | None:
+        """When `stage` (and overdue > k) first holds, if nothing else changes."""
+        day = first_day(
+            account.invoices,
+            now,
+            today,
+            lambda f: stage_holds(rules, stage, f) and f.overdue_balance > k,
+            day_offsets,
+        )
+        if day is None:
+            return None
+        return now if day <= today else start_of_day(day, tz)
+
+    base = Evaluation(now, rules, fig, target, excl, notices=tuple(notices), wakeups=wake)
+
+    if account.episode is not None:
+        current = rules.stage_index(account.episode.stage)
+        tgt = rules.stage_index(target.name) if target else -1
+        releasing = [e for e in excl if e in RESTORING_EXCLUSIONS] if rules.restore_when_excluded else []
+        if fig.overdue_balance <= k or releasing:
+            reason = "paid" if fig.overdue_balance <= k else releasing[0]
+            action = Action.RESTORE if ctx.mappings.auto_unsuspend else Action.WOULD_RESTORE
+            return replace(base, action=action, restore_reason=reason)
+        if tgt < current or current < 0:
+            # Down the ladder at once, whatever the windows say; never below the first stage.
+            return replace(base, action=Action.DEESCALATE, stage=ladder[max(tgt, 0)])
+        if current + 1 < len(ladder):
+            _wake(wake, "next_stage", first_instant(ladder[current + 1]), now)
+        if tgt > current and target is not None:
+            blocking = tuple(e for e in excl if e != "not_active")
+            if blocking:
+                memory = blocking
+                said = memory if account.excluded_reasons != memory else None
+                return replace(base, excluded_now=said, excluded_memory=memory)
+            if not ctx.mappings.auto_suspend:
+                if schedule.allowed(now) and account.shadow_stage != target.name:
+                    return replace(base, action=Action.WOULD_SUSPEND, stage=target, shadow_memory=target.name)
+                _wake(wake, "window", schedule.next_allowed(now), now)
+                return replace(base, shadow_memory=account.shadow_stage)
+            if schedule.allowed(now):
+                return replace(base, action=Action.ESCALATE, stage=target)
+            _wake(wake, "window", schedule.next_allowed(now), now)
+        return base
+
+    # Not in an episode: heading for suspension, held back, or neither.
+    eligibility = first_instant(ladder[0])
+    _wake(wake, "eligibility", eligibility, now)
+    conditions = target is not None and fig.overdue_balance > k
+    auto = ctx.mappings.auto_suspend
+
+    excluded_now = excluded_memory = None
+    if conditions and excl:
+        excluded_memory = excl
+        if account.excluded_reasons != excl:
+            excluded_now = excl
+    if excl or eligibility is None:
+        return replace(
+            base, eligibility=eligibility, excluded_now=excluded_now, excluded_memory=excluded_memory
+        )
+
+    if not auto:
+        # Shadow mode: say once per path what would have happened, at the instant it would have.
+        if conditions and target is not None and schedule.allowed(now):
+            if account.shadow_stage != target.name:
+                return replace(
+                    base,
+                    eligibility=eligibility,
+                    action=Action.WOULD_SUSPEND,
+                    stage=target,
+                    shadow_memory=target.name,
+                )
+            return replace(base, eligibility=eligibility, shadow_memory=account.shadow_stage)
+        _wake(wake, "window", schedule.next_allowed(max(eligibility, now)), now)
+        return replace(base, eligibility=eligibility, shadow_memory=account.shadow_stage)
+
+    projected, warnings = _projection(account, ctx, schedule, max(eligibility, now), now, wake)
+    notices.extend(warnings)
+    action = Action.ESCALATE if conditions and projected is not None and projected <= now else Action.NONE
+    return replace(
+        base,
+        action=action,
+        stage=target if action is Action.ESCALATE else None,
+        eligibility=eligibility,
+        projected=projected,
+        heading=True,
+        notices=tuple(notices),
+    )
+
+
+def _projection(
+    account: AccountSnapshot,
+    ctx: ProviderContext,
+    schedule: Schedule,
+    earliest: datetime,
+    now: datetime,
+    wake: dict[str, datetime],
+) -> tuple[datetime | None, list[NoticeDue]]:
+    """The projected suspension, and the warnings whose instant has come.
+
+    An enforced warning holds the suspension until `hours_before` after it went
+    out; one not yet sent goes out no earlier than now, so the suspension waits
+    at least that long from now.
+    """
+    lower = earliest
+    warnings = ctx.mappings.of(EventKind.SUSPENSION_WARNING)
+    for m in warnings:
+        if m.enforce:
+            sent = account.warnings_sent.get(m.key)
+            lower = max(lower, (sent or now) + timedelta(hours=m.hours_before))
+    projected = schedule.next_allowed(lower)
+    _wake(wake, "projected_suspension", projected, now)
+    due: list[NoticeDue] = []
+    if projected is None:
+        return None, due
+    path = (account.path_started_at or now).isoformat()
+    for m in warnings:
+        if m.key in account.warnings_sent:
+            continue
+        at = projected - timedelta(hours=m.hours_before)
+        if at <= now:
+            # Never skipped for lateness: a warning whose instant passed goes out at once.
+            due.append(NoticeDue(m, notice_key(m, account.id, path), at))
+        else:
+            _wake(wake, "suspension_warning", at, now)
+    return projected, due
+
+
+def _invoice_notices(
+    account: AccountSnapshot, ctx: ProviderContext, now: datetime, wake: dict[str, datetime]
+) -> list[NoticeDue]:
+    due: list[NoticeDue] = []
+    mappings = ctx.mappings.of(EventKind.INVOICE_DUE) + ctx.mappings.of(EventKind.INVOICE_OVERDUE)
+    if not mappings:
+        return due
+    for inv in account.invoices:
+        if not inv.is_open_at(now):
+            continue
+        for m in mappings:
+            key = notice_key(m, inv.id)
+            if key in account.notices_recorded:
+                continue
+            at = invoice_notice_instant(m, inv, ctx.send_time, ctx.tz)
+            if m.since is not None and at < m.since:
+                continue  # before the mapping was switched on: not its business
+            if at <= now:
+                due.append(NoticeDue(m, key, at, inv.id, late=now - at > LATE_LIMIT))
+            else:
+                _wake(wake, "invoice_notice", at, now)
+    return due
+
+
+__all__ = [
+    "Action",
+    "Evaluation",
+    "NoticeDue",
+    "ProviderContext",
+    "evaluate",
+    "first_day",
+    "stage_holds",
+    "target_stage",
+]

@@ -1,0 +1,1 @@
+"""The engine: evaluates accounts and carries out decisions, in production and simulation alike."""

@@ -1,0 +1,340 @@
+"""Carrying out an evaluation: status changes, episodes, history, and the rows
+for side effects (provisioning requests, notifications), all in the caller's
+transaction so they commit together or not at all."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from arrears.domain.clock import iso_local
+from arrears.domain.decisions import Action, Evaluation, NoticeDue
+from arrears.domain.events import EventKind, EventMapping, Recipient, notice_key, recipients
+from arrears.domain.model import AccountSnapshot, ServiceStatus
+from arrears.domain.money import fmt
+from arrears.domain.rules import Stage
+from arrears.engine.journal import Journal
+from arrears.store.repository import ProviderView
+from arrears.store.tables import (
+    AccountRow,
+    EpisodeRow,
+    NoteRow,
+    NotificationRow,
+    ProvisioningRequestRow,
+    ServiceRow,
+)
+
+ACTIVE_LIKE = (ServiceStatus.ACTIVE.value, ServiceStatus.PREACTIVE.value)
+STAGE_STATUS_VALUES = ("restricted", "suspended", "deactivated")
+
+
+class Applicator:
+    def __init__(self, session: Session, provider: ProviderView, now: datetime, journal: Journal):
+        self.session = session
+        self.provider = provider
+        self.now = now
+        self.journal = journal
+
+    # -- the whole evaluation -------------------------------------------------
+
+    def apply(self, account: AccountRow, snap: AccountSnapshot, ev: Evaluation) -> bool:
+        """Carry out `ev`; True when the account's state changed (evaluate again)."""
+        rs_id = self._rule_set_id(ev)
+        if ev.excluded_now:
+            self.journal.write(
+                "excluded", account.id, rule_set_id=rs_id, account=account.ext_id,
+                reasons=list(ev.excluded_now), why=self._why(ev),
+            )
+        account.excluded_reasons = ",".join(ev.excluded_memory) if ev.excluded_memory else None
+        account.shadow_stage = ev.shadow_memory
+        if ev.heading and account.path_started_at is None:
+            account.path_started_at = self.now
+        elif not ev.heading and account.episode_id is None:
+            account.path_started_at = None
+        for notice in ev.notices:
+            self._record_notice(account, snap, notice)
+
+        changed = False
+        if ev.action is Action.ESCALATE and ev.stage is not None:
+            self._move(account, ev, ev.stage, escalation=True)
+            changed = True
+        elif ev.action is Action.DEESCALATE and ev.stage is not None:
+            self._move(account, ev, ev.stage, escalation=False)
+            changed = True
+        elif ev.action is Action.RESTORE:
+            self.restore(account, snap, reason=ev.restore_reason or "paid", notify=True, ev=ev)
+            changed = True
+        elif ev.action is Action.WOULD_SUSPEND and ev.stage is not None:
+            self.journal.write(
+                "would_suspend", account.id, rule_set_id=rs_id, account=account.ext_id,
+                stage=ev.stage.name, why=self._why(ev),
+            )
+        elif ev.action is Action.WOULD_RESTORE:
+            self.journal.write(
+                "would_restore", account.id, rule_set_id=rs_id, account=account.ext_id,
+                reason=ev.restore_reason, why=self._why(ev),
+            )
+
+        account.stage = account.episode.stage if account.episode is not None else None
+        account.projected_suspension = ev.projected
+        account.next_wakeup_at = ev.next_wakeup
+        account.evaluated_at = self.now
+        return changed
+
+    # -- escalation and de-escalation ----------------------------------------
+
+    def _move(self, account: AccountRow, ev: Evaluation, stage: Stage, *, escalation: bool) -> None:
+        rs_id = self._rule_set_id(ev)
+        episode = account.episode
+        if episode is None:
+            episode = EpisodeRow(account_id=account.id, started_at=self.now, stage=stage.name, rule_set_id=rs_id)
+            self.session.add(episode)
+            self.session.flush()
+            account.episode = episode
+            account.episode_id = episode.id
+            before = "none"
+        else:
+            before = episode.stage
+            episode.stage = stage.name
+        self.journal.write(
+            "stage", account.id, episode_id=episode.id, rule_set_id=rs_id,
+            account=account.ext_id, **{"from": before, "to": stage.name}, why=self._why(ev),
+        )
+        target = stage.status.value
+        moved: list[tuple[ServiceRow, ProvisioningRequestRow]] = []
+        for svc in account.services:
+            ours = svc.episode_id == episode.id and svc.status in STAGE_STATUS_VALUES
+            if not (svc.status == ServiceStatus.ACTIVE.value or ours) or svc.status == target:
+                continue
+            self._service_status(account, svc, target, episode.id)
+            svc.changed_by = "episode"
+            svc.episode_id = episode.id
+            moved.append((svc, self._provision(account, svc, stage.provisioning_action, episode.id)))
+        self._account_status_after_change(account, episode.id)
+        if escalation:
+            snap_contacts = _contacts_snapshot(account)
+            for m in self._mappings(EventKind.AUTO_SUSPEND):
+                for svc, req in moved:
+                    occurrence = f"{episode.id}:{stage.name}"
+                    self._notify(account, snap_contacts, m, occurrence, self.now, service=svc, request=req,
+                                 context={"stage": stage.name})
+
+    def _account_status_after_change(self, account: AccountRow, episode_id: int | None) -> None:
+        if account.status == "active" and not any(s.status in ACTIVE_LIKE for s in account.services):
+            self._account_status(account, "suspended", "auto", episode_id)
+
+    # -- restoration ------------------------------------------------------------
+
+    def restore(
+        self,
+        account: AccountRow,
+        snap: AccountSnapshot,
+        *,
+        reason: str,
+        notify: bool,
+        ev: Evaluation | None = None,
+    ) -> None:
+        """Return everything the current episode changed; end the episode."""
+        episode = account.episode
+        if episode is None:
+            return
+        rs_id = self._rule_set_id(ev) if ev else episode.rule_set_id
+        self.journal.write(
+            "stage", account.id, episode_id=episode.id, rule_set_id=rs_id, account=account.ext_id,
+            **{"from": episode.stage, "to": "none"}, reason=reason,
+            why=self._why(ev) if ev else {"reason": reason},
+        )
+        restored: list[tuple[ServiceRow, ProvisioningRequestRow | None]] = []
+        for svc in account.services:
+            if svc.episode_id != episode.id or svc.status not in STAGE_STATUS_VALUES:
+                continue
+            self._service_status(account, svc, "active", episode.id)
+            restored.append((svc, self._provision(account, svc, "restore", episode.id)))
+        if account.status == "suspended" and account.status_reason == "auto":
+            self._account_status(account, "active", None, episode.id)
+        episode.ended_at = self.now
+        episode.end_reason = reason
+        account.episode = None
+        account.episode_id = None
+        account.path_started_at = None
+        account.shadow_stage = None
+        account.excluded_reasons = None
+        if notify:
+            contacts = _contacts_snapshot(account)
+            for m in self._mappings(EventKind.AUTO_UNSUSPEND):
+                for svc, req in restored:
+                    self._notify(account, contacts, m, f"{episode.id}:restore", self.now, service=svc, request=req,
+                                 context={"reason": reason})
+
+    # -- the parts ----------------------------------------------------------------
+
+    def _service_status(self, account: AccountRow, svc: ServiceRow, to: str, episode_id: int | None) -> None:
+        self.journal.write(
+            "service_status", account.id, episode_id=episode_id, account=account.ext_id,
+            service=svc.ext_id, **{"from": svc.status, "to": to},
+        )
+        svc.status = to
+
+    def _account_status(self, account: AccountRow, to: str, reason: str | None, episode_id: int | None) -> None:
+        self.journal.write(
+            "account_status", account.id, episode_id=episode_id, account=account.ext_id,
+            **{"from": account.status, "to": to}, reason=reason,
+        )
+        account.status = to
+        account.status_reason = reason
+
+    def _provision(
+        self, account: AccountRow, svc: ServiceRow, action: str, episode_id: int | None
+    ) -> ProvisioningRequestRow:
+        if action == "restore":
+            pending = self.session.scalars(
+                select(ProvisioningRequestRow).where(
+                    ProvisioningRequestRow.service_id == svc.id,
+                    ProvisioningRequestRow.state == "pending",
+                )
+            ).all()
+            if pending:
+                # The network never changed: cancel instead of sending both.
+                for req in pending:
+                    req.state = "cancelled"
+                    req.updated_at = self.now
+                    self.journal.write(
+                        "provisioning", account.id, episode_id=episode_id, account=account.ext_id,
+                        service=svc.ext_id, action=req.action, state="cancelled",
+                    )
+                return pending[-1]
+        req = ProvisioningRequestRow(
+            provider_id=self.provider.id,
+            account_id=account.id,
+            service_id=svc.id,
+            episode_id=episode_id,
+            key=f"svc{svc.id}:ep{episode_id}:{action}:{self.now.isoformat()}",
+            action=action,
+            adapter="log",
+            state="pending",
+            not_before=self.now,
+            created_at=self.now,
+            updated_at=self.now,
+        )
+        self.session.add(req)
+        self.session.flush()
+        return req
+
+    def _mappings(self, event: EventKind) -> list[EventMapping]:
+        return self.provider.context.mappings.of(event)
+
+    def _record_notice(self, account: AccountRow, snap: AccountSnapshot, notice: NoticeDue) -> None:
+        context: dict[str, Any] = {}
+        if notice.mapping.event is EventKind.SUSPENSION_WARNING:
+            context["projected_suspension"] = account.projected_suspension.isoformat() if account.projected_suspension else None
+        occurrence_key = notice.key
+        self._notify(
+            account, snap, notice.mapping, None, notice.due_at, invoice=notice.invoice,
+            skip_reason="late" if notice.late else None, context=context, key=occurrence_key,
+        )
+
+    def _notify(
+        self,
+        account: AccountRow,
+        snap: AccountSnapshot,
+        m: EventMapping,
+        occurrence: str | None,
+        due_at: datetime,
+        *,
+        service: ServiceRow | None = None,
+        request: ProvisioningRequestRow | None = None,
+        invoice: str | None = None,
+        skip_reason: str | None = None,
+        context: dict[str, Any] | None = None,
+        key: str | None = None,
+    ) -> None:
+        base_key = key or notice_key(m, service.ext_id if service else account.ext_id, occurrence or "")
+        targets: list[Recipient] = recipients(m, snap, service.ext_id if service else None)
+        if not targets:
+            # No channel configured: remember the occurrence so it is not looked at again.
+            targets = [Recipient(m.roles[0], "none", None)]
+        for r in targets:
+            reason = skip_reason
+            if reason is None and r.address is None and r.channel not in ("note", "none"):
+                reason = "no_recipient"
+            state = "skipped" if reason or r.channel == "none" else "pending"
+            if state == "pending" and m.after_provisioning and request is not None and request.state != "confirmed":
+                state = "waiting"
+            row = NotificationRow(
+                provider_id=self.provider.id,
+                account_id=account.id,
+                key=f"{base_key}|{r.channel}|{r.role.value}|{r.address or ''}",
+                event=m.event.value,
+                mapping_key=m.key,
+                channel=r.channel,
+                recipient_role=r.role.value,
+                to_address=r.address,
+                service_ext_id=service.ext_id if service else None,
+                invoice_ext_id=invoice,
+                due_at=due_at,
+                state=state,
+                reason=reason,
+                provisioning_request_id=request.id if request is not None else None,
+                context=dict(context or {}),
+                created_at=self.now,
+            )
+            self.session.add(row)
+            if r.channel == "none":
+                continue
+            if state == "skipped":
+                self.journal.write(
+                    "skipped", account.id, account=account.ext_id, event=m.event.value, channel=r.channel,
+                    service=row.service_ext_id, invoice=invoice, reason=reason,
+                )
+            elif state == "pending":
+                self.announce(account, row)
+
+    def announce(self, account: AccountRow, row: NotificationRow) -> None:
+        """A notice is out of the engine's hands: recorded for delivery (and noted)."""
+        if row.channel == "note":
+            self.session.add(
+                NoteRow(account_id=account.id, at=self.now, author="arrears", body=_note_text(row))
+            )
+        self.journal.write(
+            "notification", account.id, account=account.ext_id, event=row.event, channel=row.channel,
+            service=row.service_ext_id, invoice=row.invoice_ext_id, to=row.to_address,
+        )
+
+    # -- helpers -------------------------------------------------------------------
+
+    def _rule_set_id(self, ev: Evaluation | None) -> int | None:
+        if ev is None or ev.rule_set is None:
+            return None
+        return self.provider.rule_set_ids.get((ev.rule_set.name, ev.rule_set.version))
+
+    def _why(self, ev: Evaluation) -> dict[str, Any]:
+        cur = self.provider.currency
+        f = ev.figures
+        return {
+            "rule_set": ev.rule_set.name if ev.rule_set else None,
+            "version": ev.rule_set.version if ev.rule_set else None,
+            "figures": {
+                "total_owing": fmt(f.total_owing, cur),
+                "overdue_balance": fmt(f.overdue_balance, cur),
+                "days_overdue": f.days_overdue,
+                "disputed": fmt(f.disputed, cur),
+                "unallocated": fmt(f.unallocated, cur),
+            },
+            "exclusions": list(ev.exclusions),
+            "reason": ev.restore_reason,
+            "projected_suspension": iso_local(ev.projected, self.provider.tz) if ev.projected else None,
+        }
+
+
+def _contacts_snapshot(account: AccountRow) -> AccountSnapshot:
+    from arrears.store.repository import NoticeMemory, snapshot
+
+    return snapshot(account, NoticeMemory(set(), {}))
+
+
+def _note_text(row: NotificationRow) -> str:
+    subject = row.service_ext_id or row.invoice_ext_id or ""
+    return f"{row.event.replace('_', ' ')} {subject}".strip()

@@ -1,0 +1,1 @@
+"""The simulation: a scenario file run through the production engine on a virtual clock."""

@@ -1,0 +1,1 @@
+"""Storage adapters: SQLAlchemy tables, repositories, candidate queries, migrations."""

@@ -1,0 +1,306 @@
+"""The database schema. Domain objects are built from these rows by `repository`."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from arrears.store.types import Money, UTCDateTime
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+ZERO = Decimal("0")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime(), Decimal: Money(), dict[str, Any]: JSON}
+
+
+class ProviderRow(Base):
+    __tablename__ = "providers"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    timezone: Mapped[str] = mapped_column(String(64))
+    currency: Mapped[str] = mapped_column(String(3))
+    sms: Mapped[bool] = mapped_column(Boolean, default=False)
+    send_time: Mapped[str] = mapped_column(String(5), default="09:00")
+    created_at: Mapped[datetime]
+
+
+class AccountRow(Base):
+    __tablename__ = "accounts"
+    __table_args__ = (
+        UniqueConstraint("provider_id", "ext_id"),
+        Index("ix_accounts_wakeup", "provider_id", "next_wakeup_at"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id"))
+    ext_id: Mapped[str] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    status_reason: Mapped[str | None] = mapped_column(String(16))
+    omit: Mapped[bool] = mapped_column(Boolean, default=False)
+    omit_reason: Mapped[str | None] = mapped_column(Text)
+    omit_until: Mapped[date | None] = mapped_column(Date)
+    episode_id: Mapped[int | None] = mapped_column(ForeignKey("episodes.id", use_alter=True))
+    operator_restored_at: Mapped[datetime | None]
+    path_started_at: Mapped[datetime | None]
+    excluded_reasons: Mapped[str | None] = mapped_column(String(200))
+    shadow_stage: Mapped[str | None] = mapped_column(String(64))
+    next_wakeup_at: Mapped[datetime | None]
+    evaluated_at: Mapped[datetime | None]
+    # Figures as of the last evaluation, for lists and the dashboard (not for decisions).
+    stage: Mapped[str | None] = mapped_column(String(64))
+    projected_suspension: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+
+    groups: Mapped[list[GroupRow]] = relationship(cascade="all, delete-orphan", lazy="raise")
+    contacts: Mapped[list[ContactRow]] = relationship(cascade="all, delete-orphan", lazy="raise")
+    services: Mapped[list[ServiceRow]] = relationship(
+        cascade="all, delete-orphan", lazy="raise", order_by="ServiceRow.id"
+    )
+    invoices: Mapped[list[InvoiceRow]] = relationship(lazy="raise", order_by="InvoiceRow.id")
+    payments: Mapped[list[PaymentRow]] = relationship(lazy="raise", order_by="PaymentRow.id")
+    plans: Mapped[list[PlanRow]] = relationship(lazy="raise", order_by="PlanRow.id")
+    cases: Mapped[list[CaseRow]] = relationship(lazy="raise", order_by="CaseRow.id")
+    episode: Mapped[EpisodeRow | None] = relationship(foreign_keys=[episode_id], lazy="raise")
+
+
+class GroupRow(Base):
+    __tablename__ = "account_groups"
+    __table_args__ = (UniqueConstraint("account_id", "name"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+
+
+class ContactRow(Base):
+    __tablename__ = "contacts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    role: Mapped[str] = mapped_column(String(16))
+    service_ext_id: Mapped[str | None] = mapped_column(String(100))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    email: Mapped[str | None] = mapped_column(String(320))
+    phone: Mapped[str | None] = mapped_column(String(32))
+
+
+class ServiceRow(Base):
+    __tablename__ = "services"
+    __table_args__ = (UniqueConstraint("provider_id", "ext_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id"))
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    ext_id: Mapped[str] = mapped_column(String(100))
+    type: Mapped[str] = mapped_column(String(50))
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    changed_by: Mapped[str] = mapped_column(String(16), default="external")
+    episode_id: Mapped[int | None] = mapped_column(ForeignKey("episodes.id"))
+
+
+class InvoiceRow(Base):
+    __tablename__ = "invoices"
+    __table_args__ = (
+        UniqueConstraint("provider_id", "ext_id"),
+        Index("ix_invoices_open", "account_id", "status", "due_date"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id"))
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    ext_id: Mapped[str] = mapped_column(String(100))
+    issued_at: Mapped[datetime]
+    due_date: Mapped[date] = mapped_column(Date)
+    amount: Mapped[Decimal]
+    balance: Mapped[Decimal]
+    disputed: Mapped[Decimal] = mapped_column(default=ZERO)
+    status: Mapped[str] = mapped_column(String(16), default="open")
+
+
+class PaymentRow(Base):
+    __tablename__ = "payments"
+    __table_args__ = (UniqueConstraint("provider_id", "ext_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id"))
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    ext_id: Mapped[str] = mapped_column(String(100))
+    amount: Mapped[Decimal]
+    unallocated: Mapped[Decimal]
+    received_at: Mapped[datetime]
+    allocations: Mapped[list[AllocationRow]] = relationship(lazy="raise", cascade="all, delete-orphan")
+
+
+class AllocationRow(Base):
+    __tablename__ = "allocations"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id"), index=True)
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id"), index=True)
+    amount: Mapped[Decimal]
+    at: Mapped[datetime]
+
+
+class PlanRow(Base):
+    __tablename__ = "payment_plans"
+    __table_args__ = (UniqueConstraint("provider_id", "ext_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id"))
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    ext_id: Mapped[str] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(16))
+    invoice_ext_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+
+class CaseRow(Base):
+    __tablename__ = "complaint_cases"
+    __table_args__ = (UniqueConstraint("provider_id", "ext_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id"))
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    ext_id: Mapped[str] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(16))
+
+
+class RuleSetRow(Base):
+    """One version of a named rule set. Versions are appended, never edited."""
+
+    __tablename__ = "rule_sets"
+    __table_args__ = (UniqueConstraint("provider_id", "name", "version"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    version: Mapped[int] = mapped_column(Integer)
+    effective_at: Mapped[datetime]
+    body: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(100), default="system")
+
+
+class EventMappingRow(Base):
+    __tablename__ = "event_mappings"
+    __table_args__ = (UniqueConstraint("provider_id", "key"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id"), index=True)
+    key: Mapped[str] = mapped_column(String(64))
+    event: Mapped[str] = mapped_column(String(32))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    body: Mapped[dict[str, Any]]
+    since: Mapped[datetime]
+
+
+class EpisodeRow(Base):
+    __tablename__ = "episodes"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    started_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+    stage: Mapped[str] = mapped_column(String(64))
+    end_reason: Mapped[str | None] = mapped_column(String(32))
+    rule_set_id: Mapped[int | None] = mapped_column(ForeignKey("rule_sets.id"))
+
+
+class HistoryRow(Base):
+    """Every change and why: the record the simulation prints and operators read."""
+
+    __tablename__ = "history"
+    __table_args__ = (Index("ix_history_account", "account_id", "id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id"), index=True)
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
+    at: Mapped[datetime]
+    kind: Mapped[str] = mapped_column(String(32))
+    data: Mapped[dict[str, Any]]
+    episode_id: Mapped[int | None] = mapped_column(ForeignKey("episodes.id"))
+    rule_set_id: Mapped[int | None] = mapped_column(ForeignKey("rule_sets.id"))
+    actor: Mapped[str] = mapped_column(String(100), default="arrears")
+
+
+class NotificationRow(Base):
+    """One notice to one address on one channel, keyed so it exists at most once."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        UniqueConstraint("provider_id", "key"),
+        Index("ix_notifications_state", "state", "due_at"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id"))
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    key: Mapped[str] = mapped_column(String(400))
+    event: Mapped[str] = mapped_column(String(32))
+    mapping_key: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(16))
+    recipient_role: Mapped[str | None] = mapped_column(String(16))
+    to_address: Mapped[str | None] = mapped_column(String(320))
+    service_ext_id: Mapped[str | None] = mapped_column(String(100))
+    invoice_ext_id: Mapped[str | None] = mapped_column(String(100))
+    due_at: Mapped[datetime]
+    # waiting (for provisioning) / pending (to deliver) / sent / failed / skipped
+    state: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(200))
+    provisioning_request_id: Mapped[int | None] = mapped_column(ForeignKey("provisioning_requests.id"))
+    context: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+
+
+class ProvisioningRequestRow(Base):
+    __tablename__ = "provisioning_requests"
+    __table_args__ = (
+        UniqueConstraint("provider_id", "key"),
+        Index("ix_provisioning_state", "state", "not_before"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id"))
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    service_id: Mapped[int] = mapped_column(ForeignKey("services.id"), index=True)
+    episode_id: Mapped[int | None] = mapped_column(ForeignKey("episodes.id"))
+    key: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(32))
+    adapter: Mapped[str] = mapped_column(String(32), default="log")
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    not_before: Mapped[datetime]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class OperatorActionRow(Base):
+    __tablename__ = "operator_actions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id"))
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    data: Mapped[dict[str, Any]]
+
+
+class NoteRow(Base):
+    __tablename__ = "account_notes"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    at: Mapped[datetime]
+    author: Mapped[str] = mapped_column(String(100))
+    body: Mapped[str] = mapped_column(Text)

@@ -1,0 +1,101 @@
+"""Shared fixtures: every storage test runs on SQLite and on PostgreSQL.
+
+PostgreSQL comes from $ARREARS_TEST_POSTGRES_URL (default: the local server).
+Each PostgreSQL test gets a schema of its own, so tests can run in parallel.
+Without a server the PostgreSQL variants are skipped, and the run says so at
+the end; with ARREARS_REQUIRE_POSTGRES=1 (CI) they fail instead.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from functools import cache
+from urllib.parse import quote
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from arrears.store.db import Database
+
+POSTGRES_URL = os.environ.get(
+    "ARREARS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+REQUIRE_POSTGRES = os.environ.get("ARREARS_REQUIRE_POSTGRES") == "1"
+_skipped_postgres: list[str] = []
+
+
+@cache
+def postgres_problem() -> str | None:
+    """None when the PostgreSQL server answers, else why not."""
+    try:
+        engine = create_engine(POSTGRES_URL, connect_args={"connect_timeout": 3})
+        with engine.connect() as conn:
+            conn.execute(text("select 1"))
+        engine.dispose()
+    except Exception as exc:  # any failure to connect means: no server here
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+    return None
+
+
+def need_postgres(request: pytest.FixtureRequest) -> None:
+    problem = postgres_problem()
+    if problem is None:
+        return
+    if REQUIRE_POSTGRES:
+        pytest.fail(f"PostgreSQL is required (ARREARS_REQUIRE_POSTGRES=1) but not reachable: {problem}")
+    _skipped_postgres.append(request.node.nodeid)
+    pytest.skip(f"PostgreSQL not reachable at {POSTGRES_URL}: {problem}")
+
+
+@pytest.fixture
+def postgres_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A URL to a fresh, empty schema on the PostgreSQL server, dropped afterwards."""
+    need_postgres(request)
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in POSTGRES_URL else "?"
+    yield f"{POSTGRES_URL}{sep}options={quote(f'-csearch_path={schema}')}"
+    with admin.begin() as conn:
+        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: os.PathLike[str]) -> str:
+    return f"sqlite:///{tmp_path}/arrears-test.db"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """Both backends: the test runs once on each."""
+    name = "postgres_url" if request.param == "postgres" else "sqlite_url"
+    return str(request.getfixturevalue(name))
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[Database]:
+    database = Database(database_url)
+    database.create_all()
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def pg_db(postgres_url: str) -> Iterator[Database]:
+    database = Database(postgres_url)
+    database.create_all()
+    yield database
+    database.dispose()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    skipped = [r for r in terminalreporter.stats.get("skipped", []) if "PostgreSQL not reachable" in str(r.longrepr)]
+    if skipped:
+        terminalreporter.write_sep("!", f"PostgreSQL suites SKIPPED ({len(skipped)} tests): no server reachable")
+        terminalreporter.write_line(
+            f"Set ARREARS_TEST_POSTGRES_URL (now {POSTGRES_URL}) to run them; CI (.ci/run) always does."
+        )

@@ -93,9 +93,13 @@ def pg_db(postgres_url: str) -> Iterator[Database]:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    skipped = [r for r in terminalreporter.stats.get("skipped", []) if "PostgreSQL not reachable" in str(r.longrepr)]
+    skipped = [
+        r for r in terminalreporter.stats.get("skipped", []) if "PostgreSQL not reachable" in str(r.longrepr)
+    ]
     if skipped:
-        terminalreporter.write_sep("!", f"PostgreSQL suites SKIPPED ({len(skipped)} tests): no server reachable")
+        terminalreporter.write_sep(
+            "!", f"PostgreSQL suites SKIPPED ({len(skipped)} tests): no server reachable"
+        )
         terminalreporter.write_line(
             f"Set ARREARS_TEST_POSTGRES_URL (now {POSTGRES_URL}) to run them; CI (.ci/run) always does."
         )

@@ -18,7 +18,9 @@ app.add_typer(db_app, name="db")
 
 DatabaseOpt = Annotated[
     str | None,
-    typer.Option("--database-url", help="SQLAlchemy URL; default $ARREARS_DATABASE_URL or sqlite:///arrears.db"),
+    typer.Option(
+        "--database-url", help="SQLAlchemy URL; default $ARREARS_DATABASE_URL or sqlite:///arrears.db"
+    ),
 ]
 
 
@@ -72,6 +74,58 @@ def db_downgrade(
     settings = Settings.from_env(database_url)
     downgrade(settings.database_url, revision)
     typer.echo(f"database at {revision}: {_safe_url(settings.database_url)}")
+
+
+@app.command()
+def demo(
+    database_url: DatabaseOpt = None,
+    accounts: Annotated[int, typer.Option(help="Accounts per provider")] = 150,
+    days: Annotated[int, typer.Option(help="Simulated days")] = 120,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same demo)")] = 7,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON")] = False,
+) -> None:
+    """Build a demo database (two providers, realistic billing) and run simulated days."""
+    from arrears.demo import run_demo
+
+    raise typer.Exit(
+        run_demo(database_url=database_url, accounts=accounts, days=days, seed=seed, as_json=json_out)
+    )
+
+
+@app.command()
+def worker(
+    database_url: DatabaseOpt = None,
+    interval: Annotated[
+        float | None, typer.Option(help="Seconds between scans (default $ARREARS_SCAN_INTERVAL or 60)")
+    ] = None,
+    once: Annotated[bool, typer.Option(help="Run one scan and the dispatchers, then stop")] = False,
+) -> None:
+    """Run the scanner and the dispatchers until stopped (SIGTERM/SIGINT stop gracefully)."""
+    from arrears.bootstrap import Settings
+    from arrears.worker import run_worker
+
+    raise typer.Exit(run_worker(Settings.from_env(database_url), interval=interval, once=once))
+
+
+@app.command()
+def scan(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would happen; change nothing")
+    ] = False,
+    database_url: DatabaseOpt = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")] = False,
+    at: Annotated[str | None, typer.Option(help="Evaluate at this ISO instant instead of now")] = None,
+    provider: Annotated[str | None, typer.Option(help="Only this provider (its key)")] = None,
+) -> None:
+    """One full evaluation pass now: every account whose decision changes."""
+    from arrears.bootstrap import Settings
+    from arrears.worker import scan_command
+
+    raise typer.Exit(
+        scan_command(
+            Settings.from_env(database_url), dry_run=dry_run, as_json=json_out, at=at, provider=provider
+        )
+    )
 
 
 def _safe_url(url: str) -> str:

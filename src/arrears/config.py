@@ -51,11 +51,11 @@ class _Strict(BaseModel):
 
 def _hhmm(value: Any) -> str:
     if not isinstance(value, str):
-        raise ValueError("must be a time of day as \"HH:MM\"")
+        raise ValueError('must be a time of day as "HH:MM"')
     try:
         time.fromisoformat(value)
     except ValueError as exc:
-        raise ValueError(f"{value!r} is not a time of day as \"HH:MM\"") from exc
+        raise ValueError(f'{value!r} is not a time of day as "HH:MM"') from exc
     return value
 
 
@@ -112,14 +112,18 @@ def parse_rule_set(
     if not isinstance(raw, dict):
         raise ConfigError(prefix, "must be a mapping")
     if isinstance(raw.get("min_overdue_amount"), float) or isinstance(raw.get("restore_threshold"), float):
-        field = "min_overdue_amount" if isinstance(raw.get("min_overdue_amount"), float) else "restore_threshold"
-        raise ConfigError(f"{prefix}.{field}", "amounts are strings such as \"50.00\", not floats")
+        field = (
+            "min_overdue_amount" if isinstance(raw.get("min_overdue_amount"), float) else "restore_threshold"
+        )
+        raise ConfigError(f"{prefix}.{field}", 'amounts are strings such as "50.00", not floats')
     try:
         spec = RuleSetSpec.model_validate(raw)
     except ValidationError as exc:
         raise_validation(prefix, exc)
         raise  # unreachable
-    return rule_set_from_spec(spec, currency=currency, effective_at=effective_at, version=version, prefix=prefix)
+    return rule_set_from_spec(
+        spec, currency=currency, effective_at=effective_at, version=version, prefix=prefix
+    )
 
 
 def _amount(value: Any, currency: str, field: str) -> Decimal:

@@ -37,7 +37,7 @@ def simulate(path: Path) -> tuple[int, list[dict[str, Any]]]:
 
 def _directives(path: Path, name: str) -> list[str]:
     prefix = f"# {name}:"
-    return [ln[len(prefix):].strip() for ln in path.read_text().splitlines() if ln.startswith(prefix)]
+    return [ln[len(prefix) :].strip() for ln in path.read_text().splitlines() if ln.startswith(prefix)]
 
 
 def _matches(fragment: dict[str, Any], line: dict[str, Any]) -> bool:
@@ -74,21 +74,32 @@ def test_invalid_scenario_names_the_field(path: Path) -> None:
 def test_cli_exit_codes(tmp_path: Path) -> None:
     """The command itself: 0 on success, 1 on a failed expect, 2 on an invalid file."""
     example = HERE / "examples" / "01-basic.yaml"
-    ok = subprocess.run([sys.executable, "-m", "arrears", "simulate", str(example)], capture_output=True, text=True)
+    ok = subprocess.run(
+        [sys.executable, "-m", "arrears", "simulate", str(example)], capture_output=True, text=True
+    )
     assert ok.returncode == 0, ok.stderr
     assert all(json.loads(line)["at"] for line in ok.stdout.splitlines())
 
     wrong = tmp_path / "wrong.yaml"
-    wrong.write_text(example.read_text().replace("status: suspended, stage: suspend", "status: active, stage: suspend"))
-    failed = subprocess.run([sys.executable, "-m", "arrears", "simulate", str(wrong)], capture_output=True, text=True)
+    wrong.write_text(
+        example.read_text().replace("status: suspended, stage: suspend", "status: active, stage: suspend")
+    )
+    failed = subprocess.run(
+        [sys.executable, "-m", "arrears", "simulate", str(wrong)], capture_output=True, text=True
+    )
     assert failed.returncode == 1
     lines = [json.loads(line) for line in failed.stdout.splitlines()]
-    assert {"kind": "expect_failed", "field": "status", "expected": "active", "actual": "suspended"}.items() <= [
-        ln for ln in lines if ln["kind"] == "expect_failed"
-    ][0].items()
+    assert {
+        "kind": "expect_failed",
+        "field": "status",
+        "expected": "active",
+        "actual": "suspended",
+    }.items() <= [ln for ln in lines if ln["kind"] == "expect_failed"][0].items()
 
     bad = tmp_path / "bad.yaml"
-    bad.write_text(example.read_text().replace('min_overdue_days: 14', 'min_overdue_days: "soon"'))
-    invalid = subprocess.run([sys.executable, "-m", "arrears", "simulate", str(bad)], capture_output=True, text=True)
+    bad.write_text(example.read_text().replace("min_overdue_days: 14", 'min_overdue_days: "soon"'))
+    invalid = subprocess.run(
+        [sys.executable, "-m", "arrears", "simulate", str(bad)], capture_output=True, text=True
+    )
     assert invalid.returncode == 2
     assert "rules.min_overdue_days" in invalid.stderr

@@ -21,7 +21,9 @@ def oldest_first(items: Sequence[OpenItem]) -> list[OpenItem]:
     return sorted(items, key=lambda i: (i.due, i.issued_at, i.id))
 
 
-def allocate(amount: Decimal, items: Sequence[OpenItem], first: Sequence[str] = ()) -> list[tuple[str, Decimal]]:
+def allocate(
+    amount: Decimal, items: Sequence[OpenItem], first: Sequence[str] = ()
+) -> list[tuple[str, Decimal]]:
     """Split `amount` over open items: the named ones first, in order, then oldest first.
 
     Returns (item id, amount) pairs; whatever is left over stays unallocated.

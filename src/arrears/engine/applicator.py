@@ -45,8 +45,12 @@ class Applicator:
         rs_id = self._rule_set_id(ev)
         if ev.excluded_now:
             self.journal.write(
-                "excluded", account.id, rule_set_id=rs_id, account=account.ext_id,
-                reasons=list(ev.excluded_now), why=self._why(ev),
+                "excluded",
+                account.id,
+                rule_set_id=rs_id,
+                account=account.ext_id,
+                reasons=list(ev.excluded_now),
+                why=self._why(ev),
             )
         account.excluded_reasons = ",".join(ev.excluded_memory) if ev.excluded_memory else None
         account.shadow_stage = ev.shadow_memory
@@ -69,13 +73,21 @@ class Applicator:
             changed = True
         elif ev.action is Action.WOULD_SUSPEND and ev.stage is not None:
             self.journal.write(
-                "would_suspend", account.id, rule_set_id=rs_id, account=account.ext_id,
-                stage=ev.stage.name, why=self._why(ev),
+                "would_suspend",
+                account.id,
+                rule_set_id=rs_id,
+                account=account.ext_id,
+                stage=ev.stage.name,
+                why=self._why(ev),
             )
         elif ev.action is Action.WOULD_RESTORE:
             self.journal.write(
-                "would_restore", account.id, rule_set_id=rs_id, account=account.ext_id,
-                reason=ev.restore_reason, why=self._why(ev),
+                "would_restore",
+                account.id,
+                rule_set_id=rs_id,
+                account=account.ext_id,
+                reason=ev.restore_reason,
+                why=self._why(ev),
             )
 
         account.stage = account.episode.stage if account.episode is not None else None
@@ -90,7 +102,9 @@ class Applicator:
         rs_id = self._rule_set_id(ev)
         episode = account.episode
         if episode is None:
-            episode = EpisodeRow(account_id=account.id, started_at=self.now, stage=stage.name, rule_set_id=rs_id)
+            episode = EpisodeRow(
+                account_id=account.id, started_at=self.now, stage=stage.name, rule_set_id=rs_id
+            )
             self.session.add(episode)
             self.session.flush()
             account.episode = episode
@@ -100,8 +114,13 @@ class Applicator:
             before = episode.stage
             episode.stage = stage.name
         self.journal.write(
-            "stage", account.id, episode_id=episode.id, rule_set_id=rs_id,
-            account=account.ext_id, **{"from": before, "to": stage.name}, why=self._why(ev),
+            "stage",
+            account.id,
+            episode_id=episode.id,
+            rule_set_id=rs_id,
+            account=account.ext_id,
+            **{"from": before, "to": stage.name},
+            why=self._why(ev),
         )
         target = stage.status.value
         moved: list[tuple[ServiceRow, ProvisioningRequestRow]] = []
@@ -119,8 +138,16 @@ class Applicator:
             for m in self._mappings(EventKind.AUTO_SUSPEND):
                 for svc, req in moved:
                     occurrence = f"{episode.id}:{stage.name}"
-                    self._notify(account, snap_contacts, m, occurrence, self.now, service=svc, request=req,
-                                 context={"stage": stage.name})
+                    self._notify(
+                        account,
+                        snap_contacts,
+                        m,
+                        occurrence,
+                        self.now,
+                        service=svc,
+                        request=req,
+                        context={"stage": stage.name},
+                    )
 
     def _account_status_after_change(self, account: AccountRow, episode_id: int | None) -> None:
         if account.status == "active" and not any(s.status in ACTIVE_LIKE for s in account.services):
@@ -143,8 +170,13 @@ class Applicator:
             return
         rs_id = self._rule_set_id(ev) if ev else episode.rule_set_id
         self.journal.write(
-            "stage", account.id, episode_id=episode.id, rule_set_id=rs_id, account=account.ext_id,
-            **{"from": episode.stage, "to": "none"}, reason=reason,
+            "stage",
+            account.id,
+            episode_id=episode.id,
+            rule_set_id=rs_id,
+            account=account.ext_id,
+            **{"from": episode.stage, "to": "none"},
+            reason=reason,
             why=self._why(ev) if ev else {"reason": reason},
         )
         restored: list[tuple[ServiceRow, ProvisioningRequestRow | None]] = []
@@ -166,22 +198,40 @@ class Applicator:
             contacts = _contacts_snapshot(account)
             for m in self._mappings(EventKind.AUTO_UNSUSPEND):
                 for svc, req in restored:
-                    self._notify(account, contacts, m, f"{episode.id}:restore", self.now, service=svc, request=req,
-                                 context={"reason": reason})
+                    self._notify(
+                        account,
+                        contacts,
+                        m,
+                        f"{episode.id}:restore",
+                        self.now,
+                        service=svc,
+                        request=req,
+                        context={"reason": reason},
+                    )
 
     # -- the parts ----------------------------------------------------------------
 
     def _service_status(self, account: AccountRow, svc: ServiceRow, to: str, episode_id: int | None) -> None:
         self.journal.write(
-            "service_status", account.id, episode_id=episode_id, account=account.ext_id,
-            service=svc.ext_id, **{"from": svc.status, "to": to},
+            "service_status",
+            account.id,
+            episode_id=episode_id,
+            account=account.ext_id,
+            service=svc.ext_id,
+            **{"from": svc.status, "to": to},
         )
         svc.status = to
 
-    def _account_status(self, account: AccountRow, to: str, reason: str | None, episode_id: int | None) -> None:
+    def _account_status(
+        self, account: AccountRow, to: str, reason: str | None, episode_id: int | None
+    ) -> None:
         self.journal.write(
-            "account_status", account.id, episode_id=episode_id, account=account.ext_id,
-            **{"from": account.status, "to": to}, reason=reason,
+            "account_status",
+            account.id,
+            episode_id=episode_id,
+            account=account.ext_id,
+            **{"from": account.status, "to": to},
+            reason=reason,
         )
         account.status = to
         account.status_reason = reason
@@ -202,8 +252,13 @@ class Applicator:
                     req.state = "cancelled"
                     req.updated_at = self.now
                     self.journal.write(
-                        "provisioning", account.id, episode_id=episode_id, account=account.ext_id,
-                        service=svc.ext_id, action=req.action, state="cancelled",
+                        "provisioning",
+                        account.id,
+                        episode_id=episode_id,
+                        account=account.ext_id,
+                        service=svc.ext_id,
+                        action=req.action,
+                        state="cancelled",
                     )
                 return pending[-1]
         req = ProvisioningRequestRow(
@@ -229,11 +284,20 @@ class Applicator:
     def _record_notice(self, account: AccountRow, snap: AccountSnapshot, notice: NoticeDue) -> None:
         context: dict[str, Any] = {}
         if notice.mapping.event is EventKind.SUSPENSION_WARNING:
-            context["projected_suspension"] = account.projected_suspension.isoformat() if account.projected_suspension else None
+            context["projected_suspension"] = (
+                account.projected_suspension.isoformat() if account.projected_suspension else None
+            )
         occurrence_key = notice.key
         self._notify(
-            account, snap, notice.mapping, None, notice.due_at, invoice=notice.invoice,
-            skip_reason="late" if notice.late else None, context=context, key=occurrence_key,
+            account,
+            snap,
+            notice.mapping,
+            None,
+            notice.due_at,
+            invoice=notice.invoice,
+            skip_reason="late" if notice.late else None,
+            context=context,
+            key=occurrence_key,
         )
 
     def _notify(
@@ -261,7 +325,12 @@ class Applicator:
             if reason is None and r.address is None and r.channel not in ("note", "none"):
                 reason = "no_recipient"
             state = "skipped" if reason or r.channel == "none" else "pending"
-            if state == "pending" and m.after_provisioning and request is not None and request.state != "confirmed":
+            if (
+                state == "pending"
+                and m.after_provisioning
+                and request is not None
+                and request.state != "confirmed"
+            ):
                 state = "waiting"
             row = NotificationRow(
                 provider_id=self.provider.id,
@@ -286,8 +355,14 @@ class Applicator:
                 continue
             if state == "skipped":
                 self.journal.write(
-                    "skipped", account.id, account=account.ext_id, event=m.event.value, channel=r.channel,
-                    service=row.service_ext_id, invoice=invoice, reason=reason,
+                    "skipped",
+                    account.id,
+                    account=account.ext_id,
+                    event=m.event.value,
+                    channel=r.channel,
+                    service=row.service_ext_id,
+                    invoice=invoice,
+                    reason=reason,
                 )
             elif state == "pending":
                 self.announce(account, row)
@@ -299,8 +374,14 @@ class Applicator:
                 NoteRow(account_id=account.id, at=self.now, author="arrears", body=_note_text(row))
             )
         self.journal.write(
-            "notification", account.id, account=account.ext_id, event=row.event, channel=row.channel,
-            service=row.service_ext_id, invoice=row.invoice_ext_id, to=row.to_address,
+            "notification",
+            account.id,
+            account=account.ext_id,
+            event=row.event,
+            channel=row.channel,
+            service=row.service_ext_id,
+            invoice=row.invoice_ext_id,
+            to=row.to_address,
         )
 
     # -- helpers -------------------------------------------------------------------

@@ -80,9 +80,14 @@ def create_provider(
     try:
         time.fromisoformat(send_time)
     except (TypeError, ValueError):
-        raise InvalidInput("provider.send_time", f"{send_time!r} is not a time of day as \"HH:MM\"") from None
+        raise InvalidInput("provider.send_time", f'{send_time!r} is not a time of day as "HH:MM"') from None
     row = ProviderRow(
-        key=key, name=name or key, timezone=timezone, currency=currency, sms=sms, send_time=send_time,
+        key=key,
+        name=name or key,
+        timezone=timezone,
+        currency=currency,
+        sms=sms,
+        send_time=send_time,
         created_at=now,
     )
     session.add(row)
@@ -141,7 +146,9 @@ class Inputs:
 
     # -- configuration -------------------------------------------------------------
 
-    def put_rule_set(self, raw: dict[str, Any], effective_at: datetime | None = None, prefix: str = "rules") -> RuleSetRow:
+    def put_rule_set(
+        self, raw: dict[str, Any], effective_at: datetime | None = None, prefix: str = "rules"
+    ) -> RuleSetRow:
         """Append a new version of a rule set (versions are never edited)."""
         effective = effective_at or self.now
         rs = parse_rule_set(raw, currency=self.currency, effective_at=effective, prefix=prefix)
@@ -152,8 +159,13 @@ class Inputs:
             .limit(1)
         )
         row = RuleSetRow(
-            provider_id=self.provider.id, name=rs.name, version=(latest or 0) + 1, effective_at=effective,
-            body=dict(raw), created_at=self.now, created_by=self.actor,
+            provider_id=self.provider.id,
+            name=rs.name,
+            version=(latest or 0) + 1,
+            effective_at=effective,
+            body=dict(raw),
+            created_at=self.now,
+            created_by=self.actor,
         )
         self.session.add(row)
         self._config_changed()
@@ -188,7 +200,9 @@ class Inputs:
         from sqlalchemy import update
 
         self.session.execute(
-            update(AccountRow).where(AccountRow.provider_id == self.provider.id).values(next_wakeup_at=self.now)
+            update(AccountRow)
+            .where(AccountRow.provider_id == self.provider.id)
+            .values(next_wakeup_at=self.now)
         )
         self.provider = load_provider(self.session, self.provider.id)
 
@@ -202,7 +216,10 @@ class Inputs:
         status = _enum(AccountStatus, data.get("status", "active"), f"{field}.status")
         if row is None:
             row = AccountRow(
-                provider_id=self.provider.id, ext_id=ext_id, status=status.value, created_at=self.now,
+                provider_id=self.provider.id,
+                ext_id=ext_id,
+                status=status.value,
+                created_at=self.now,
                 next_wakeup_at=self.now,
             )
             self.session.add(row)
@@ -260,8 +277,12 @@ class Inputs:
                     raise InvalidInput(f"{path}.phone", str(exc)) from None
             self.session.add(
                 ContactRow(
-                    account_id=row.id, role=role.value, service_ext_id=c.get("service"),
-                    name=str(c.get("name") or ""), email=email, phone=phone,
+                    account_id=row.id,
+                    role=role.value,
+                    service_ext_id=c.get("service"),
+                    name=str(c.get("name") or ""),
+                    email=email,
+                    phone=phone,
                 )
             )
 
@@ -274,8 +295,12 @@ class Inputs:
         )
         if row is None:
             row = ServiceRow(
-                provider_id=self.provider.id, account_id=account.id, ext_id=ext_id,
-                type=str(data.get("type") or "service"), status=status.value, changed_by="external",
+                provider_id=self.provider.id,
+                account_id=account.id,
+                ext_id=ext_id,
+                type=str(data.get("type") or "service"),
+                status=status.value,
+                changed_by="external",
             )
             self.session.add(row)
         else:
@@ -306,8 +331,15 @@ class Inputs:
         )
         if row is None:
             row = InvoiceRow(
-                provider_id=self.provider.id, account_id=account.id, ext_id=ext_id, issued_at=issued,
-                due_date=due, amount=amount, balance=amount, disputed=Decimal("0"), status=status.value,
+                provider_id=self.provider.id,
+                account_id=account.id,
+                ext_id=ext_id,
+                issued_at=issued,
+                due_date=due,
+                amount=amount,
+                balance=amount,
+                disputed=Decimal("0"),
+                status=status.value,
             )
             self.session.add(row)
         else:
@@ -350,8 +382,12 @@ class Inputs:
                 raise InvalidInput(f"{field}.id", f"payment {ext_id!r} exists with other details")
             return existing  # a replayed feed changes nothing
         row = PaymentRow(
-            provider_id=self.provider.id, account_id=account.id, ext_id=ext_id, amount=amount,
-            unallocated=amount, received_at=received,
+            provider_id=self.provider.id,
+            account_id=account.id,
+            ext_id=ext_id,
+            amount=amount,
+            unallocated=amount,
+            received_at=received,
         )
         self.session.add(row)
         self.session.flush()
@@ -394,7 +430,9 @@ class Inputs:
             if inv.balance == 0:
                 inv.status = "paid"
             payment.unallocated -= part
-            self.session.add(AllocationRow(payment_id=payment.id, invoice_id=inv.id, amount=part, at=self.now))
+            self.session.add(
+                AllocationRow(payment_id=payment.id, invoice_id=inv.id, amount=part, at=self.now)
+            )
 
     def put_plan(self, data: dict[str, Any], field: str = "plan") -> None:
         ext_id = _required_str(data, "id", field)
@@ -409,7 +447,9 @@ class Inputs:
             select(PlanRow).where(PlanRow.provider_id == self.provider.id, PlanRow.ext_id == ext_id)
         )
         if row is None:
-            row = PlanRow(provider_id=self.provider.id, account_id=account.id, ext_id=ext_id, status=status.value)
+            row = PlanRow(
+                provider_id=self.provider.id, account_id=account.id, ext_id=ext_id, status=status.value
+            )
             self.session.add(row)
         row.status = status.value
         row.invoice_ext_ids = [str(x) for x in invoices]
@@ -423,20 +463,30 @@ class Inputs:
             select(CaseRow).where(CaseRow.provider_id == self.provider.id, CaseRow.ext_id == ext_id)
         )
         if row is None:
-            row = CaseRow(provider_id=self.provider.id, account_id=account.id, ext_id=ext_id, status=status.value)
+            row = CaseRow(
+                provider_id=self.provider.id, account_id=account.id, ext_id=ext_id, status=status.value
+            )
             self.session.add(row)
         row.status = status.value
         self.touched.add(account.id)
 
     # -- operator actions -----------------------------------------------------------------
 
-    def set_flag(self, account_id: str, omit: bool, until: date | None, reason: str, field: str = "flag") -> None:
+    def set_flag(
+        self, account_id: str, omit: bool, until: date | None, reason: str, field: str = "flag"
+    ) -> None:
         row = self.account(account_id, f"{field}.account")
         row.omit, row.omit_until, row.omit_reason = omit, until if omit else None, reason if omit else None
-        self._operator(row, "omit_flag" if omit else "clear_omit_flag", reason,
-                       until=until.isoformat() if until else None)
+        self._operator(
+            row,
+            "omit_flag" if omit else "clear_omit_flag",
+            reason,
+            until=until.isoformat() if until else None,
+        )
 
-    def change_group(self, account_id: str, add: str | None, remove: str | None, field: str = "group") -> None:
+    def change_group(
+        self, account_id: str, add: str | None, remove: str | None, field: str = "group"
+    ) -> None:
         row = self.account(account_id, f"{field}.account")
         groups = {g.name for g in self.session.scalars(select(GroupRow).where(GroupRow.account_id == row.id))}
         if add:
@@ -467,8 +517,12 @@ class Inputs:
             # An operator takes over: arrears will not restore what it did not decide.
             episode.ended_at, episode.end_reason = self.now, "manual_suspend"
             applicator.journal.write(
-                "stage", row.id, episode_id=episode.id, account=row.ext_id,
-                **{"from": episode.stage, "to": "none"}, reason="manual_suspend",
+                "stage",
+                row.id,
+                episode_id=episode.id,
+                account=row.ext_id,
+                **{"from": episode.stage, "to": "none"},
+                reason="manual_suspend",
             )
             row.episode, row.episode_id = None, None
         for svc in row.services:
@@ -499,13 +553,23 @@ class Inputs:
     def _operator(self, row: AccountRow, action: str, reason: str, **data: Any) -> None:
         self.session.add(
             OperatorActionRow(
-                provider_id=self.provider.id, account_id=row.id, at=self.now, actor=self.actor,
-                action=action, reason=reason, data=data,
+                provider_id=self.provider.id,
+                account_id=row.id,
+                at=self.now,
+                actor=self.actor,
+                action=action,
+                reason=reason,
+                data=data,
             )
         )
         Journal(self.session, self.provider.id, self.now, self.actor).write(
-            "operator_action", row.id, account=row.ext_id, action=action, actor=self.actor,
-            reason=reason, **data,
+            "operator_action",
+            row.id,
+            account=row.ext_id,
+            action=action,
+            actor=self.actor,
+            reason=reason,
+            **data,
         )
         self.touched.add(row.id)
 

@@ -89,8 +89,13 @@ class ProvisioningDispatcher:
         service = session.get_one(ServiceRow, req.service_id)
         journal = Journal(session, req.provider_id, now)
         journal.write(
-            "provisioning", account.id, episode_id=req.episode_id, account=account.ext_id,
-            service=service.ext_id, action=req.action, state=req.state,
+            "provisioning",
+            account.id,
+            episode_id=req.episode_id,
+            account=account.ext_id,
+            service=service.ext_id,
+            action=req.action,
+            state=req.state,
         )
         waiting = session.scalars(
             select(NotificationRow).where(
@@ -102,14 +107,25 @@ class ProvisioningDispatcher:
                 # The network has changed: now the customer may be told.
                 note.state = "pending"
                 journal.write(
-                    "notification", account.id, account=account.ext_id, event=note.event,
-                    channel=note.channel, service=note.service_ext_id, invoice=note.invoice_ext_id,
+                    "notification",
+                    account.id,
+                    account=account.ext_id,
+                    event=note.event,
+                    channel=note.channel,
+                    service=note.service_ext_id,
+                    invoice=note.invoice_ext_id,
                     to=note.to_address,
                 )
             else:
                 note.state = "skipped"
                 note.reason = f"provisioning_{req.state}"
                 journal.write(
-                    "skipped", account.id, account=account.ext_id, event=note.event, channel=note.channel,
-                    service=note.service_ext_id, invoice=note.invoice_ext_id, reason=note.reason,
+                    "skipped",
+                    account.id,
+                    account=account.ext_id,
+                    event=note.event,
+                    channel=note.channel,
+                    service=note.service_ext_id,
+                    invoice=note.invoice_ext_id,
+                    reason=note.reason,
                 )

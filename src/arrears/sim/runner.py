@@ -37,6 +37,8 @@ LINE_FIELDS: dict[str, tuple[str, ...]] = {
     "excluded": ("account", "reasons"),
     "would_suspend": ("account", "stage"),
 }
+
+
 @dataclass
 class Simulation:
     scenario: Scenario
@@ -55,9 +57,14 @@ class Simulation:
         with self.db.transaction() as s:
             p = sc.provider
             provider = create_provider(
-                s, key="scenario", timezone=str(p["timezone"]), currency=str(p["currency"]),
-                sms=bool(p.get("sms", False)), send_time=str(p.get("send_time", "09:00")),
-                name=str(p.get("name") or sc.name or "scenario"), now=sc.start,
+                s,
+                key="scenario",
+                timezone=str(p["timezone"]),
+                currency=str(p["currency"]),
+                sms=bool(p.get("sms", False)),
+                send_time=str(p.get("send_time", "09:00")),
+                name=str(p.get("name") or sc.name or "scenario"),
+                now=sc.start,
             )
             self.provider_id = provider.id
             inputs = Inputs.open(s, provider.id, sc.start, actor="scenario")
@@ -214,8 +221,9 @@ def _apply_flag(inputs: Inputs, step: Step, sc: Scenario) -> None:
             raise ScenarioError(f"{step.path}.flag.until", f"{until!r} is not a date") from None
     if "account" not in b:
         raise ScenarioError(f"{step.path}.flag.account", "is required")
-    inputs.set_flag(str(b["account"]), bool(b.get("omit", True)), until, str(b.get("reason") or ""),
-                    f"{step.path}.flag")
+    inputs.set_flag(
+        str(b["account"]), bool(b.get("omit", True)), until, str(b.get("reason") or ""), f"{step.path}.flag"
+    )
 
 
 def _apply_group(inputs: Inputs, step: Step, sc: Scenario) -> None:
@@ -261,11 +269,13 @@ _APPLY: dict[str, Callable[[Inputs, Step, Scenario], None]] = {
     ),
     "invoice_status": lambda i, st, sc: i.set_invoice_status(
         str(_need(st.body, "invoice", f"{st.path}.invoice_status")),
-        _need(st.body, "status", f"{st.path}.invoice_status"), f"{st.path}.invoice_status",
+        _need(st.body, "status", f"{st.path}.invoice_status"),
+        f"{st.path}.invoice_status",
     ),
     "dispute": lambda i, st, sc: i.set_dispute(
         str(_need(st.body, "invoice", f"{st.path}.dispute")),
-        _need(st.body, "amount", f"{st.path}.dispute"), f"{st.path}.dispute",
+        _need(st.body, "amount", f"{st.path}.dispute"),
+        f"{st.path}.dispute",
     ),
     "plan": lambda i, st, sc: i.put_plan(dict(st.body), f"{st.path}.plan"),
     "case": lambda i, st, sc: i.put_case(dict(st.body), f"{st.path}.case"),

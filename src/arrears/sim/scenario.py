@@ -14,8 +14,20 @@ from arrears.domain.clock import parse_local
 from arrears.domain.money import MoneyError, check_currency
 
 STEP_KINDS = (
-    "invoice", "payment", "allocate", "invoice_status", "dispute", "plan", "case", "flag",
-    "group", "service", "manual", "events", "expect", "account",
+    "invoice",
+    "payment",
+    "allocate",
+    "invoice_status",
+    "dispute",
+    "plan",
+    "case",
+    "flag",
+    "group",
+    "service",
+    "manual",
+    "events",
+    "expect",
+    "account",
 )
 EXPECT_FIELDS = {"account", "status", "stage", "services", "exclusions", "projected_suspension", "figures"}
 FIGURE_FIELDS = {"total_owing", "overdue_balance", "days_overdue"}
@@ -66,7 +78,7 @@ def _instant(value: Any, tz: ZoneInfo, field: str) -> datetime:
     if isinstance(value, date):
         value = value.isoformat()
     if not isinstance(value, str):
-        raise ScenarioError(field, "must be an instant such as \"2026-01-01T09:00\"")
+        raise ScenarioError(field, 'must be an instant such as "2026-01-01T09:00"')
     try:
         return parse_local(value, tz)
     except ValueError:
@@ -76,7 +88,17 @@ def _instant(value: Any, tz: ZoneInfo, field: str) -> datetime:
 def parse(raw: Any) -> Scenario:
     if not isinstance(raw, dict):
         raise ScenarioError("", "a scenario is a mapping with provider, rules, accounts, start and timeline")
-    known = {"name", "provider", "rules", "rule_sets", "events", "accounts", "start", "timeline", "description"}
+    known = {
+        "name",
+        "provider",
+        "rules",
+        "rule_sets",
+        "events",
+        "accounts",
+        "start",
+        "timeline",
+        "description",
+    }
     for key in raw:
         if key not in known:
             raise ScenarioError(str(key), "unknown field")
@@ -114,7 +136,11 @@ def parse(raw: Any) -> Scenario:
         if not isinstance(body, dict):
             raise ScenarioError(path, "must be a mapping")
         body = dict(body)
-        effective = _instant(body.pop("effective_at"), tz, f"{path}.effective_at") if "effective_at" in body else start
+        effective = (
+            _instant(body.pop("effective_at"), tz, f"{path}.effective_at")
+            if "effective_at" in body
+            else start
+        )
         parse_rule_set(body, currency=str(currency), effective_at=effective, prefix=path)
         rule_sets.append((body, effective))
     # Checked now so an invalid file exits 2 before anything runs.

@@ -77,7 +77,9 @@ def load_provider(session: Session, provider_id: int) -> ProviderView:
         rule_sets.append(rs)
         ids[(rs.name, rs.version)] = r.id
     mapping_rows = session.scalars(
-        select(EventMappingRow).where(EventMappingRow.provider_id == provider_id).order_by(EventMappingRow.key)
+        select(EventMappingRow)
+        .where(EventMappingRow.provider_id == provider_id)
+        .order_by(EventMappingRow.key)
     ).all()
     mappings = Mappings(tuple(mapping_from_body(m.key, m.event, m.body, m.since) for m in mapping_rows))
     ctx = ProviderContext(
@@ -133,8 +135,11 @@ def notice_memory(session: Session, accounts: Sequence[AccountRow]) -> dict[int,
     paths = {a.id: a.path_started_at.isoformat() for a in accounts if a.path_started_at is not None}
     rows = session.execute(
         select(
-            NotificationRow.account_id, NotificationRow.key, NotificationRow.mapping_key,
-            NotificationRow.event, NotificationRow.created_at,
+            NotificationRow.account_id,
+            NotificationRow.key,
+            NotificationRow.mapping_key,
+            NotificationRow.event,
+            NotificationRow.created_at,
         ).where(
             NotificationRow.account_id.in_([a.id for a in accounts]),
             NotificationRow.event.in_(("invoice_due", "invoice_overdue", "suspension_warning")),
@@ -209,9 +214,7 @@ def snapshot(account: AccountRow, memory: NoticeMemory) -> AccountSnapshot:
         path_started_at=account.path_started_at,
         warnings_sent=dict(memory.warnings),
         notices_recorded=frozenset(memory.occurrences),
-        excluded_reasons=tuple(account.excluded_reasons.split(","))
-        if account.excluded_reasons
-        else None,
+        excluded_reasons=tuple(account.excluded_reasons.split(",")) if account.excluded_reasons else None,
         shadow_stage=account.shadow_stage,
     )
 

@@ -94,7 +94,7 @@ def test_cli_exit_codes(tmp_path: Path) -> None:
         "field": "status",
         "expected": "active",
         "actual": "suspended",
-    }.items() <= [ln for ln in lines if ln["kind"] == "expect_failed"][0].items()
+    }.items() <= next(ln for ln in lines if ln["kind"] == "expect_failed").items()
 
     bad = tmp_path / "bad.yaml"
     bad.write_text(example.read_text().replace("min_overdue_days: 14", 'min_overdue_days: "soon"'))

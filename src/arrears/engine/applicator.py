@@ -16,7 +16,7 @@ from arrears.domain.events import EventKind, EventMapping, Recipient, notice_key
 from arrears.domain.model import AccountSnapshot, ServiceStatus
 from arrears.domain.money import fmt
 from arrears.domain.rules import Stage
-from arrears.engine.journal import Journal
+from arrears.engine.journal import Journal, moved
 from arrears.store.repository import ProviderView
 from arrears.store.tables import (
     AccountRow,
@@ -119,7 +119,7 @@ class Applicator:
             episode_id=episode.id,
             rule_set_id=rs_id,
             account=account.ext_id,
-            **{"from": before, "to": stage.name},
+            **moved(before, stage.name),
             why=self._why(ev),
         )
         target = stage.status.value
@@ -175,7 +175,7 @@ class Applicator:
             episode_id=episode.id,
             rule_set_id=rs_id,
             account=account.ext_id,
-            **{"from": episode.stage, "to": "none"},
+            **moved(episode.stage, "none"),
             reason=reason,
             why=self._why(ev) if ev else {"reason": reason},
         )
@@ -218,7 +218,7 @@ class Applicator:
             episode_id=episode_id,
             account=account.ext_id,
             service=svc.ext_id,
-            **{"from": svc.status, "to": to},
+            **moved(svc.status, to),
         )
         svc.status = to
 
@@ -230,7 +230,7 @@ class Applicator:
             account.id,
             episode_id=episode_id,
             account=account.ext_id,
-            **{"from": account.status, "to": to},
+            **moved(account.status, to),
             reason=reason,
         )
         account.status = to

@@ -29,7 +29,7 @@ from arrears.domain.model import (
 from arrears.domain.money import MoneyError, check_currency, parse_amount
 from arrears.domain.payments import OpenItem, allocate
 from arrears.engine.applicator import Applicator
-from arrears.engine.journal import Journal
+from arrears.engine.journal import Journal, moved
 from arrears.engine.service import reevaluate
 from arrears.store.repository import ProviderView, load_accounts, load_provider, notice_memory, snapshot
 from arrears.store.tables import (
@@ -521,7 +521,7 @@ class Inputs:
                 row.id,
                 episode_id=episode.id,
                 account=row.ext_id,
-                **{"from": episode.stage, "to": "none"},
+                **moved(episode.stage, "none"),
                 reason="manual_suspend",
             )
             row.episode, row.episode_id = None, None
@@ -532,9 +532,8 @@ class Inputs:
                 applicator._provision(row, svc, "suspended", None)
             if svc.status == "suspended" and (ours or svc.changed_by != "operator"):
                 svc.changed_by, svc.episode_id = "operator", None
-        if row.status in ("active", "suspended"):
-            if row.status != "suspended" or row.status_reason != "manual":
-                applicator._account_status(row, "suspended", "manual", None)
+        if row.status == "active" or (row.status == "suspended" and row.status_reason != "manual"):
+            applicator._account_status(row, "suspended", "manual", None)
         row.path_started_at = None
 
     def _manual_restore(self, row: AccountRow, applicator: Applicator) -> None:
@@ -594,4 +593,4 @@ def _date(value: Any, field: str) -> date:
     raise InvalidInput(field, f"{value!r} is not a date as YYYY-MM-DD")
 
 
-__all__ = ["InvalidInput", "Inputs", "create_provider"]
+__all__ = ["Inputs", "InvalidInput", "create_provider"]

@@ -41,3 +41,8 @@ class Journal:
         )
         self.session.add(row)
         return row
+
+
+def moved(before: str, after: str) -> dict[str, Any]:
+    """The `from`/`to` fields of a change line (`from` is a keyword in Python)."""
+    return {"from": before, "to": after}

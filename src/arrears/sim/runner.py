@@ -18,8 +18,8 @@ from sqlalchemy import select
 
 from arrears.config import parse_mappings
 from arrears.domain.clock import iso_local, parse_local
-from arrears.engine.inputs import Inputs, create_provider
 from arrears.engine.clock import VirtualClock
+from arrears.engine.inputs import Inputs, create_provider
 from arrears.engine.service import reevaluate
 from arrears.sim.scenario import Scenario, ScenarioError, Step
 from arrears.store.db import Database
@@ -255,6 +255,10 @@ def _at(value: Any, sc: Scenario, fieldname: str) -> datetime:
         raise ScenarioError(fieldname, f"{value!r} is not an ISO 8601 instant") from None
 
 
+def _discard(_: object) -> None:
+    return None
+
+
 def _need(body: dict[str, Any], key: str, path: str) -> Any:
     if key not in body:
         raise ScenarioError(f"{path}.{key}", "is required")
@@ -281,8 +285,8 @@ _APPLY: dict[str, Callable[[Inputs, Step, Scenario], None]] = {
     "case": lambda i, st, sc: i.put_case(dict(st.body), f"{st.path}.case"),
     "flag": _apply_flag,
     "group": _apply_group,
-    "service": lambda i, st, sc: i.put_service(dict(st.body), f"{st.path}.service"),
-    "account": lambda i, st, sc: i.put_account(dict(st.body), f"{st.path}.account"),
+    "service": lambda i, st, sc: _discard(i.put_service(dict(st.body), f"{st.path}.service")),
+    "account": lambda i, st, sc: _discard(i.put_account(dict(st.body), f"{st.path}.account")),
     "manual": _apply_manual,
     "events": _apply_events,
 }

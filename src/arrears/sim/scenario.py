@@ -188,6 +188,7 @@ def parse(raw: Any) -> Scenario:
         if kind not in (None, "events") and not isinstance(body, dict):
             raise ScenarioError(f"{path}.{kind}", "must be a mapping")
         if kind == "expect":
+            assert isinstance(body, dict)
             _check_expect(body, f"{path}.expect")
         if kind == "events":
             parse_mappings(body, sms=bool(provider.get("sms", False)), since=at, prefix=f"{path}.events")

@@ -123,7 +123,7 @@ class Applicator:
             why=self._why(ev),
         )
         target = stage.status.value
-        moved: list[tuple[ServiceRow, ProvisioningRequestRow]] = []
+        changed: list[tuple[ServiceRow, ProvisioningRequestRow]] = []
         for svc in account.services:
             ours = svc.episode_id == episode.id and svc.status in STAGE_STATUS_VALUES
             if not (svc.status == ServiceStatus.ACTIVE.value or ours) or svc.status == target:
@@ -131,12 +131,12 @@ class Applicator:
             self._service_status(account, svc, target, episode.id)
             svc.changed_by = "episode"
             svc.episode_id = episode.id
-            moved.append((svc, self._provision(account, svc, stage.provisioning_action, episode.id)))
+            changed.append((svc, self._provision(account, svc, stage.provisioning_action, episode.id)))
         self._account_status_after_change(account, episode.id)
         if escalation:
             snap_contacts = _contacts_snapshot(account)
             for m in self._mappings(EventKind.AUTO_SUSPEND):
-                for svc, req in moved:
+                for svc, req in changed:
                     occurrence = f"{episode.id}:{stage.name}"
                     self._notify(
                         account,

@@ -163,10 +163,15 @@ def rule_set_from_spec(
         country, subdivision = spec.holidays.country, spec.holidays.subdivision
         closures = frozenset(spec.holidays.closure_dates)
         if country:
+            # Name the field at fault: the country, or the subdivision of a known country.
+            try:
+                check_calendar(country, None)
+            except UnknownCalendar as exc:
+                raise ConfigError(f"{prefix}.holidays.country", str(exc)) from exc
             try:
                 check_calendar(country, subdivision)
             except UnknownCalendar as exc:
-                raise ConfigError(f"{prefix}.holidays", str(exc)) from exc
+                raise ConfigError(f"{prefix}.holidays.subdivision", str(exc)) from exc
         elif subdivision:
             raise ConfigError(f"{prefix}.holidays.country", "a subdivision needs its country")
     excluded: dict[str, str] = {}

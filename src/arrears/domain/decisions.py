@@ -192,9 +192,10 @@ def evaluate(account: AccountSnapshot, ctx: ProviderContext, now: datetime) -> E
             reason = "paid" if fig.overdue_balance <= k else releasing[0]
             action = Action.RESTORE if ctx.mappings.auto_unsuspend else Action.WOULD_RESTORE
             return replace(base, action=action, restore_reason=reason)
-        if tgt < current or current < 0:
-            # Down the ladder at once, whatever the windows say; never below the first stage.
-            return replace(base, action=Action.DEESCALATE, stage=ladder[max(tgt, 0)])
+        down = max(tgt, 0)  # never below the first stage
+        if down < current or current < 0:
+            # Down the ladder at once, whatever the windows say.
+            return replace(base, action=Action.DEESCALATE, stage=ladder[down])
         if current + 1 < len(ladder):
             _wake(wake, "next_stage", first_instant(ladder[current + 1]), now)
         if tgt > current and target is not None:

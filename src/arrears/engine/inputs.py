@@ -537,10 +537,14 @@ class Inputs:
         row.path_started_at = None
 
     def _manual_restore(self, row: AccountRow, applicator: Applicator) -> None:
+        # Any operator restore starts the re-suspend grace (SPEC §5 "an operator
+        # restored it"): an operator who lifts a manual suspension of an account
+        # still in arrears must not see arrears suspend it again a second later.
+        if row.episode is not None or row.status == "suspended":
+            row.operator_restored_at = self.now
         if row.episode is not None:
             snap = snapshot(row, notice_memory(self.session, [row])[row.id])
             applicator.restore(row, snap, reason="manual", notify=False)
-            row.operator_restored_at = self.now
         for svc in row.services:
             if svc.changed_by == "operator" and svc.status == "suspended":
                 applicator._service_status(row, svc, "active", None)

@@ -11,6 +11,8 @@ import yaml
 
 from arrears.config import ConfigError, check_timezone, parse_mappings, parse_rule_set
 from arrears.domain.clock import parse_local
+from arrears.domain.exclusions import CODES as EXCLUSION_CODES
+from arrears.domain.model import AccountStatus, ServiceStatus
 from arrears.domain.money import MoneyError, check_currency
 
 STEP_KINDS = (
@@ -29,6 +31,8 @@ STEP_KINDS = (
     "expect",
     "account",
 )
+ACCOUNT_STATUSES = tuple(s.value for s in AccountStatus)
+SERVICE_STATUSES = tuple(s.value for s in ServiceStatus)
 EXPECT_FIELDS = {"account", "status", "stage", "services", "exclusions", "projected_suspension", "figures"}
 FIGURE_FIELDS = {"total_owing", "overdue_balance", "days_overdue"}
 
@@ -202,10 +206,23 @@ def _check_expect(body: dict[str, Any], path: str) -> None:
             raise ScenarioError(f"{path}.{key}", f"unknown field (known: {', '.join(sorted(EXPECT_FIELDS))})")
     if "account" not in body:
         raise ScenarioError(f"{path}.account", "is required")
-    if "services" in body and not isinstance(body["services"], dict):
-        raise ScenarioError(f"{path}.services", "must map service ids to statuses")
-    if "exclusions" in body and not isinstance(body["exclusions"], list):
-        raise ScenarioError(f"{path}.exclusions", "must be a list of reason codes")
+    if "status" in body and body["status"] not in ACCOUNT_STATUSES:
+        allowed = ", ".join(ACCOUNT_STATUSES)
+        raise ScenarioError(f"{path}.status", f"{body['status']!r} is not one of: {allowed}")
+    if "services" in body:
+        if not isinstance(body["services"], dict):
+            raise ScenarioError(f"{path}.services", "must map service ids to statuses")
+        for sid, status in body["services"].items():
+            if status not in SERVICE_STATUSES:
+                allowed = ", ".join(SERVICE_STATUSES)
+                raise ScenarioError(f"{path}.services.{sid}", f"{status!r} is not one of: {allowed}")
+    if "exclusions" in body:
+        if not isinstance(body["exclusions"], list):
+            raise ScenarioError(f"{path}.exclusions", "must be a list of reason codes")
+        for i, code in enumerate(body["exclusions"]):
+            if code not in EXCLUSION_CODES:
+                allowed = ", ".join(EXCLUSION_CODES)
+                raise ScenarioError(f"{path}.exclusions[{i}]", f"{code!r} is not one of: {allowed}")
     if "figures" in body:
         if not isinstance(body["figures"], dict):
             raise ScenarioError(f"{path}.figures", "must be a mapping")

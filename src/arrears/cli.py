@@ -55,11 +55,11 @@ def db_upgrade(
 ) -> None:
     """Create or migrate the schema to the latest version (Alembic)."""
     from arrears.bootstrap import Settings
-    from arrears.store.migrate import upgrade
+    from arrears.store.migrate import current, upgrade
 
     settings = Settings.from_env(database_url)
     upgrade(settings.database_url, revision)
-    typer.echo(f"database at {revision}: {_safe_url(settings.database_url)}")
+    typer.echo(f"database at revision {current(settings.database_url)}: {_safe_url(settings.database_url)}")
 
 
 @db_app.command("downgrade")
@@ -69,11 +69,11 @@ def db_downgrade(
 ) -> None:
     """Migrate the schema down to an earlier revision."""
     from arrears.bootstrap import Settings
-    from arrears.store.migrate import downgrade
+    from arrears.store.migrate import current, downgrade
 
     settings = Settings.from_env(database_url)
     downgrade(settings.database_url, revision)
-    typer.echo(f"database at {revision}: {_safe_url(settings.database_url)}")
+    typer.echo(f"database at revision {current(settings.database_url)}: {_safe_url(settings.database_url)}")
 
 
 @app.command()

@@ -1,0 +1,1 @@
+"""Alembic migrations of the arrears schema (run through arrears.store.migrate)."""

@@ -31,4 +31,4 @@ bench: $(STAMP)
 	$(BIN)/python -m arrears.bench --accounts $${ACCOUNTS:-100000} $${BENCH_ARGS:-} --json
 
 clean:
-	rm -rf $(VENV) arrears.db .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) arrears.db arrears-demo.db* .pytest_cache .mypy_cache .ruff_cache

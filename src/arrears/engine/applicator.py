@@ -137,7 +137,9 @@ class Applicator:
             snap_contacts = _contacts_snapshot(account)
             for m in self._mappings(EventKind.AUTO_SUSPEND):
                 for svc, req in changed:
-                    occurrence = f"{episode.id}:{stage.name}"
+                    # An episode can reach the same stage twice (down after a part
+                    # payment, up again later): each escalation is its own occurrence.
+                    occurrence = f"{episode.id}:{stage.name}:{self.now.isoformat()}"
                     self._notify(
                         account,
                         snap_contacts,

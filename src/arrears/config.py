@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, field_validator
 
 from arrears.domain.calendars import UnknownCalendar, check_calendar
 from arrears.domain.events import CHANNELS, MULTI_EVENTS, EventKind, EventMapping
@@ -41,8 +41,20 @@ def loc_to_path(prefix: str, loc: tuple[int | str, ...]) -> str:
 
 def raise_validation(prefix: str, exc: ValidationError) -> None:
     err = exc.errors()[0]
-    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p and "," in p))
+    loc = tuple(p for p in err["loc"] if not _is_union_tag(p))
     raise ConfigError(loc_to_path(prefix, loc), err["msg"]) from exc
+
+
+# Pydantic names the union member that failed in the error location
+# (`min_overdue_amount.str`, `excluded_groups[0].ExcludedGroupSpec`); the
+# operator's field path has no such part.
+_TYPE_TAGS = {"str", "int", "float", "bool", "dict", "list", "none", "date", "datetime"}
+
+
+def _is_union_tag(part: int | str) -> bool:
+    return isinstance(part, str) and (
+        "[" in part or part in _TYPE_TAGS or (part[:1].isupper() and part.endswith("Spec"))
+    )
 
 
 class _Strict(BaseModel):
@@ -86,7 +98,7 @@ class ExcludedGroupSpec(_Strict):
     reason: str = ""
 
 
-AmountText = str | int
+AmountText = StrictStr | StrictInt  # bool is an int to Python: refused
 
 
 class RuleSetSpec(_Strict):

@@ -182,22 +182,31 @@ def evaluate(account: AccountSnapshot, ctx: ProviderContext, now: datetime) -> E
             return None
         return now if day <= today else start_of_day(day, tz)
 
+    # Every stage beyond the current one comes due at its own instant (stages may
+    # carry their own amounts, so a later one can hold before an earlier one).
+    current = rules.stage_index(account.episode.stage) if account.episode is not None else -1
+    stage_due = {s.name: first_instant(s) for s in ladder[max(current, -1) + 1 :]}
+    for name, at in stage_due.items():
+        _wake(wake, f"stage:{name}", at, now)
+
     base = Evaluation(now, rules, fig, target, excl, notices=tuple(notices), wakeups=wake)
 
     if account.episode is not None:
-        current = rules.stage_index(account.episode.stage)
         tgt = rules.stage_index(target.name) if target else -1
         releasing = [e for e in excl if e in RESTORING_EXCLUSIONS] if rules.restore_when_excluded else []
         if fig.overdue_balance <= k or releasing:
             reason = "paid" if fig.overdue_balance <= k else releasing[0]
-            action = Action.RESTORE if ctx.mappings.auto_unsuspend else Action.WOULD_RESTORE
-            return replace(base, action=action, restore_reason=reason)
+            if ctx.mappings.auto_unsuspend:
+                return replace(base, action=Action.RESTORE, restore_reason=reason)
+            # auto_unsuspend is off: say once what would have happened.
+            said = f"restore:{reason}"
+            if account.shadow_stage == said:
+                return replace(base, restore_reason=reason, shadow_memory=said)
+            return replace(base, action=Action.WOULD_RESTORE, restore_reason=reason, shadow_memory=said)
         down = max(tgt, 0)  # never below the first stage
         if down < current or current < 0:
             # Down the ladder at once, whatever the windows say.
             return replace(base, action=Action.DEESCALATE, stage=ladder[down])
-        if current + 1 < len(ladder):
-            _wake(wake, "next_stage", first_instant(ladder[current + 1]), now)
         if tgt > current and target is not None:
             blocking = tuple(e for e in excl if e != "not_active")
             if blocking:
@@ -215,8 +224,8 @@ def evaluate(account: AccountSnapshot, ctx: ProviderContext, now: datetime) -> E
         return base
 
     # Not in an episode: heading for suspension, held back, or neither.
-    eligibility = first_instant(ladder[0])
-    _wake(wake, "eligibility", eligibility, now)
+    # Eligibility: the first instant any stage holds (normally the first stage's).
+    eligibility = min((at for at in stage_due.values() if at is not None), default=None)
     conditions = target is not None and fig.overdue_balance > k
     auto = ctx.mappings.auto_suspend
 

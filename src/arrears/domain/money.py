@@ -7,6 +7,8 @@ from decimal import Decimal, InvalidOperation
 from babel.numbers import get_currency_precision, is_currency
 
 ZERO = Decimal("0")
+# Stored as an integer count of ten-thousandths in a signed 64-bit column.
+MAX_AMOUNT = Decimal("100000000000000")
 
 
 class MoneyError(ValueError):
@@ -43,6 +45,8 @@ def parse_amount(value: object, currency: str, *, allow_negative: bool = False) 
         raise MoneyError(f'amount {value!r} must be a string such as "12.50"')
     if not amount.is_finite():
         raise MoneyError(f"amount {value!r} is not a finite number")
+    if abs(amount) >= MAX_AMOUNT:
+        raise MoneyError(f"amount {value!r} is too large (at most {MAX_AMOUNT - 1})")
     digits = minor_digits(currency)
     exponent = amount.as_tuple().exponent
     assert isinstance(exponent, int)

@@ -29,8 +29,9 @@ def allocate(
     Returns (item id, amount) pairs; whatever is left over stays unallocated.
     """
     by_id = {i.id: i for i in items}
-    order = [by_id[x] for x in first if x in by_id]
-    order += [i for i in oldest_first(items) if i.id not in set(first)]
+    named = list(dict.fromkeys(x for x in first if x in by_id))  # each invoice once, in order
+    order = [by_id[x] for x in named]
+    order += [i for i in oldest_first(items) if i.id not in set(named)]
     left = amount
     out: list[tuple[str, Decimal]] = []
     for item in order:

@@ -118,12 +118,14 @@ class Schedule:
             if not self.rules.windows:
                 start = at_local(day, time(0, 0), self.tz)
                 return max(start, t)
-            starts = [
-                at_local(day, w.start, self.tz)
+            # A window can be empty on a DST day (02:00-02:30 when clocks jump
+            # from 02:00 to 03:00): its start and end are then the same instant.
+            spans = [
+                (at_local(day, w.start, self.tz), w.end_on(day, self.tz))
                 for w in self.rules.windows
-                if day.weekday() in w.days and w.end_on(day, self.tz) > t
+                if day.weekday() in w.days
             ]
-            later = [max(s, t) for s in starts]
+            later = [max(start, t) for start, end in spans if start < end and end > t]
             if later:
                 return min(later)
         return None

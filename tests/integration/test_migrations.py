@@ -228,7 +228,7 @@ def test_cli_db_upgrade_end_to_end(database_url: str, engine: Engine) -> None:
     for _ in range(2):  # the second run finds the schema at head and changes nothing
         done = _cli("db", "upgrade", "--database-url", database_url)
         assert done.returncode == 0, done.stderr
-        assert "database at head" in done.stdout
+        assert f"database at revision {migrate.head()}" in done.stdout
     assert migrate.current(database_url) == migrate.head()
     assert differences(engine) == []
 

@@ -210,9 +210,8 @@ def evaluate(account: AccountSnapshot, ctx: ProviderContext, now: datetime) -> E
         if tgt > current and target is not None:
             blocking = tuple(e for e in excl if e != "not_active")
             if blocking:
-                memory = blocking
-                said = memory if account.excluded_reasons != memory else None
-                return replace(base, excluded_now=said, excluded_memory=memory)
+                news = blocking if account.excluded_reasons != blocking else None
+                return replace(base, excluded_now=news, excluded_memory=blocking)
             if not ctx.mappings.auto_suspend:
                 if schedule.allowed(now) and account.shadow_stage != target.name:
                     return replace(base, action=Action.WOULD_SUSPEND, stage=target, shadow_memory=target.name)

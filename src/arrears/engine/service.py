@@ -5,7 +5,7 @@ Production (worker, API) and the simulation call exactly these functions.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -17,7 +17,15 @@ from arrears.engine.applicator import Applicator
 from arrears.engine.journal import Journal
 from arrears.engine.provisioning import ProvisioningDispatcher
 from arrears.store.db import Database
-from arrears.store.repository import ProviderView, load_accounts, load_provider, notice_memory, snapshot
+from arrears.store.repository import (
+    ProviderView,
+    StoredAccount,
+    load_accounts,
+    load_provider,
+    load_snapshots,
+    notice_memory,
+    snapshot,
+)
 from arrears.store.tables import AccountRow
 
 # An evaluation that changes the account is followed by another, so the next
@@ -53,32 +61,105 @@ def reevaluate(
     """Evaluate accounts of one provider at `now` and carry out what is decided.
 
     Runs inside the caller's transaction: the decision, its history and its
-    side-effect rows commit together.
+    side-effect rows commit together. Returns the first evaluation of each
+    account, in account id order.
     """
-    rows = load_accounts(session, account_ids, lock=not dry_run)
+    if dry_run:
+        return [ev for _, ev in assess(session, provider, account_ids, now)]
+    ctx = provider.context
+    rows = load_accounts(session, account_ids, lock=True)
     memory = notice_memory(session, rows)
     journal = Journal(session, provider.id, now, actor)
     applicator = Applicator(session, provider, now, journal)
     out: list[Evaluation] = []
+    changed: list[AccountRow] = []
     for row in rows:
         snap = snapshot(row, memory[row.id])
-        ev = evaluate(snap, provider.context, now)
+        ev = evaluate(snap, ctx, now)
         out.append(ev)
-        if dry_run:
-            continue
-        for _ in range(MAX_ROUNDS):
-            if not applicator.apply(row, snap, ev):
-                break
-            session.flush()
-            snap = snapshot(row, notice_memory(session, [row])[row.id])
-            ev = evaluate(snap, provider.context, now)
+        if applicator.apply(row, snap, ev):
+            changed.append(row)
+    # The accounts that changed are evaluated again, all together (one flush and
+    # one query a round, not one per account), until they settle.
+    for _ in range(MAX_ROUNDS - 1):
+        if not changed:
+            break
+        session.flush()
+        memory = notice_memory(session, changed)
+        again: list[AccountRow] = []
+        for row in changed:
+            snap = snapshot(row, memory[row.id])
+            if applicator.apply(row, snap, evaluate(snap, ctx, now)):
+                again.append(row)
+        changed = again
     return out
 
 
+def assess(
+    session: Session, provider: ProviderView, account_ids: Sequence[int], now: datetime
+) -> list[tuple[StoredAccount, Evaluation]]:
+    """Evaluate accounts of one provider at `now` without changing anything.
+
+    Reads plain rows (no ORM objects, no locks), so it is the fast way to look
+    at many accounts; `reevaluate` is the way to act on them.
+    """
+    ctx = provider.context
+    return [(stored, evaluate(snap, ctx, now)) for stored, snap in load_snapshots(session, account_ids)]
+
+
+def needs_apply(stored: StoredAccount, ev: Evaluation) -> bool:
+    """Whether carrying out `ev` would change anything but `evaluated_at`.
+
+    Mirrors what `Applicator.apply` writes; an account for which this is False
+    can be left alone by a scan (it keeps its stored decision fields).
+    """
+    if ev.action is not Action.NONE or ev.notices or ev.excluded_now is not None:
+        return True
+    if stored.evaluated_at is None:
+        return True
+    excluded = ",".join(ev.excluded_memory) if ev.excluded_memory else None
+    path_changes = (ev.heading and stored.path_started_at is None) or (
+        not ev.heading and stored.episode_stage is None and stored.path_started_at is not None
+    )
+    return (
+        path_changes
+        or stored.excluded_reasons != excluded
+        or stored.shadow_stage != ev.shadow_memory
+        or stored.stage != stored.episode_stage
+        or stored.projected_suspension != ev.projected
+        or stored.next_wakeup_at != ev.next_wakeup
+    )
+
+
+def claim_accounts(session: Session, account_ids: Sequence[int]) -> list[int]:
+    """Lock these accounts for this transaction, leaving out those another one holds.
+
+    On PostgreSQL (`FOR UPDATE SKIP LOCKED`) an account locked elsewhere is being
+    evaluated there, so this transaction need not (and must not) act on it too.
+    SQLite has one writer at a time: every existing account is claimed.
+    """
+    if not account_ids:
+        return []
+    stmt = select(AccountRow.id).where(AccountRow.id.in_(sorted(set(account_ids)))).order_by(AccountRow.id)
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    return list(session.scalars(stmt).all())
+
+
 def due_accounts(
-    session: Session, now: datetime, provider_id: int | None = None, limit: int = 1000
+    session: Session,
+    now: datetime,
+    provider_id: int | None = None,
+    limit: int = 1000,
+    *,
+    claim: bool = False,
 ) -> list[tuple[int, int]]:
-    """(provider, account) pairs whose next wake-up has come, earliest first."""
+    """(provider, account) pairs whose next wake-up has come, earliest first.
+
+    With `claim`, the accounts are locked for the caller's transaction and
+    those another transaction holds are skipped (PostgreSQL), so concurrent
+    workers share the due accounts instead of evaluating them twice.
+    """
     stmt = (
         select(AccountRow.provider_id, AccountRow.id)
         .where(AccountRow.next_wakeup_at <= now)
@@ -87,6 +168,8 @@ def due_accounts(
     )
     if provider_id is not None:
         stmt = stmt.where(AccountRow.provider_id == provider_id)
+    if claim and session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
     return [(p, a) for p, a in session.execute(stmt).all()]
 
 
@@ -103,13 +186,24 @@ def next_wakeup(session: Session, provider_id: int | None = None) -> datetime | 
     return result
 
 
-def run_due(db: Database, now: datetime, *, batch: int = 200, provider_id: int | None = None) -> PassResult:
-    """Evaluate every account whose wake-up has come, a batch per transaction."""
+def run_due(
+    db: Database,
+    now: datetime,
+    *,
+    batch: int = 200,
+    provider_id: int | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> PassResult:
+    """Evaluate every account whose wake-up has come, a batch per transaction.
+
+    `should_stop` is asked between batches: a stop request ends the pass after
+    the batch in hand has committed.
+    """
     result = PassResult()
     providers: dict[int, ProviderView] = {}
-    while True:
+    while should_stop is None or not should_stop():
         with db.transaction() as session:
-            due = due_accounts(session, now, provider_id, limit=batch)
+            due = due_accounts(session, now, provider_id, limit=batch, claim=True)
             if not due:
                 break
             by_provider: dict[int, list[int]] = {}
@@ -123,11 +217,24 @@ def run_due(db: Database, now: datetime, *, batch: int = 200, provider_id: int |
     return result
 
 
-def run_provisioning(db: Database, dispatcher: ProvisioningDispatcher, now: datetime) -> int:
+def run_provisioning(
+    db: Database,
+    dispatcher: ProvisioningDispatcher,
+    now: datetime,
+    *,
+    batch: int = 500,
+    should_stop: Callable[[], bool] | None = None,
+) -> int:
+    """Dispatch the provisioning requests whose turn has come, `batch` per transaction.
+
+    `should_stop` is asked between transactions (a worker stopping finishes the
+    batch in hand); a smaller batch lets several workers share the requests.
+    """
     total = 0
-    while True:
+    while should_stop is None or not should_stop():
         with db.transaction() as session:
-            n = dispatcher.dispatch(session, now)
+            n = dispatcher.dispatch(session, now, limit=batch)
         total += n
         if n == 0:
-            return total
+            break
+    return total

@@ -56,7 +56,7 @@ class Applicator:
         account.shadow_stage = ev.shadow_memory
         if ev.heading and account.path_started_at is None:
             account.path_started_at = self.now
-        elif not ev.heading and account.episode_id is None:
+        elif not ev.heading and account.episode is None:
             account.path_started_at = None
         for notice in ev.notices:
             self._record_notice(account, snap, notice)
@@ -106,9 +106,7 @@ class Applicator:
                 account_id=account.id, started_at=self.now, stage=stage.name, rule_set_id=rs_id
             )
             self.session.add(episode)
-            self.session.flush()
             account.episode = episode
-            account.episode_id = episode.id
             before = "none"
         else:
             before = episode.stage
@@ -116,7 +114,7 @@ class Applicator:
         self.journal.write(
             "stage",
             account.id,
-            episode_id=episode.id,
+            episode=episode,
             rule_set_id=rs_id,
             account=account.ext_id,
             **moved(before, stage.name),
@@ -125,21 +123,24 @@ class Applicator:
         target = stage.status.value
         changed: list[tuple[ServiceRow, ProvisioningRequestRow]] = []
         for svc in account.services:
-            ours = svc.episode_id == episode.id and svc.status in STAGE_STATUS_VALUES
+            # A new episode has no id before the flush, and no services yet.
+            ours = (
+                episode.id is not None and svc.episode_id == episode.id and svc.status in STAGE_STATUS_VALUES
+            )
             if not (svc.status == ServiceStatus.ACTIVE.value or ours) or svc.status == target:
                 continue
-            self._service_status(account, svc, target, episode.id)
+            self._service_status(account, svc, target, episode)
             svc.changed_by = "episode"
-            svc.episode_id = episode.id
-            changed.append((svc, self._provision(account, svc, stage.provisioning_action, episode.id)))
-        self._account_status_after_change(account, episode.id)
+            svc.episode = episode
+            changed.append((svc, self._provision(account, svc, stage.provisioning_action, episode)))
+        self._account_status_after_change(account, episode)
         if escalation:
             snap_contacts = _contacts_snapshot(account)
             for m in self._mappings(EventKind.AUTO_SUSPEND):
                 for svc, req in changed:
                     # An episode can reach the same stage twice (down after a part
                     # payment, up again later): each escalation is its own occurrence.
-                    occurrence = f"{episode.id}:{stage.name}:{self.now.isoformat()}"
+                    occurrence = f"{episode.started_at.isoformat()}:{stage.name}:{self.now.isoformat()}"
                     self._notify(
                         account,
                         snap_contacts,
@@ -151,9 +152,9 @@ class Applicator:
                         context={"stage": stage.name},
                     )
 
-    def _account_status_after_change(self, account: AccountRow, episode_id: int | None) -> None:
+    def _account_status_after_change(self, account: AccountRow, episode: EpisodeRow | None) -> None:
         if account.status == "active" and not any(s.status in ACTIVE_LIKE for s in account.services):
-            self._account_status(account, "suspended", "auto", episode_id)
+            self._account_status(account, "suspended", "auto", episode)
 
     # -- restoration ------------------------------------------------------------
 
@@ -174,7 +175,7 @@ class Applicator:
         self.journal.write(
             "stage",
             account.id,
-            episode_id=episode.id,
+            episode=episode,
             rule_set_id=rs_id,
             account=account.ext_id,
             **moved(episode.stage, "none"),
@@ -185,14 +186,13 @@ class Applicator:
         for svc in account.services:
             if svc.episode_id != episode.id or svc.status not in STAGE_STATUS_VALUES:
                 continue
-            self._service_status(account, svc, "active", episode.id)
-            restored.append((svc, self._provision(account, svc, "restore", episode.id)))
+            self._service_status(account, svc, "active", episode)
+            restored.append((svc, self._provision(account, svc, "restore", episode)))
         if account.status == "suspended" and account.status_reason == "auto":
-            self._account_status(account, "active", None, episode.id)
+            self._account_status(account, "active", None, episode)
         episode.ended_at = self.now
         episode.end_reason = reason
         account.episode = None
-        account.episode_id = None
         account.path_started_at = None
         account.shadow_stage = None
         account.excluded_reasons = None
@@ -204,7 +204,7 @@ class Applicator:
                         account,
                         contacts,
                         m,
-                        f"{episode.id}:restore",
+                        f"{episode.started_at.isoformat()}:restore",
                         self.now,
                         service=svc,
                         request=req,
@@ -213,11 +213,13 @@ class Applicator:
 
     # -- the parts ----------------------------------------------------------------
 
-    def _service_status(self, account: AccountRow, svc: ServiceRow, to: str, episode_id: int | None) -> None:
+    def _service_status(
+        self, account: AccountRow, svc: ServiceRow, to: str, episode: EpisodeRow | None
+    ) -> None:
         self.journal.write(
             "service_status",
             account.id,
-            episode_id=episode_id,
+            episode=episode,
             account=account.ext_id,
             service=svc.ext_id,
             **moved(svc.status, to),
@@ -225,12 +227,12 @@ class Applicator:
         svc.status = to
 
     def _account_status(
-        self, account: AccountRow, to: str, reason: str | None, episode_id: int | None
+        self, account: AccountRow, to: str, reason: str | None, episode: EpisodeRow | None
     ) -> None:
         self.journal.write(
             "account_status",
             account.id,
-            episode_id=episode_id,
+            episode=episode,
             account=account.ext_id,
             **moved(account.status, to),
             reason=reason,
@@ -239,7 +241,7 @@ class Applicator:
         account.status_reason = reason
 
     def _provision(
-        self, account: AccountRow, svc: ServiceRow, action: str, episode_id: int | None
+        self, account: AccountRow, svc: ServiceRow, action: str, episode: EpisodeRow | None
     ) -> ProvisioningRequestRow:
         if action == "restore":
             pending = self.session.scalars(
@@ -256,7 +258,7 @@ class Applicator:
                     self.journal.write(
                         "provisioning",
                         account.id,
-                        episode_id=episode_id,
+                        episode=episode,
                         account=account.ext_id,
                         service=svc.ext_id,
                         action=req.action,
@@ -267,8 +269,8 @@ class Applicator:
             provider_id=self.provider.id,
             account_id=account.id,
             service_id=svc.id,
-            episode_id=episode_id,
-            key=f"svc{svc.id}:ep{episode_id}:{action}:{self.now.isoformat()}",
+            episode=episode,
+            key=f"svc{svc.id}:{action}:{self.now.isoformat()}",
             action=action,
             adapter="log",
             state="pending",
@@ -277,7 +279,6 @@ class Applicator:
             updated_at=self.now,
         )
         self.session.add(req)
-        self.session.flush()
         return req
 
     def _mappings(self, event: EventKind) -> list[EventMapping]:
@@ -348,7 +349,7 @@ class Applicator:
                 due_at=due_at,
                 state=state,
                 reason=reason,
-                provisioning_request_id=request.id if request is not None else None,
+                provisioning_request=request,
                 context=dict(context or {}),
                 created_at=self.now,
             )

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from arrears.store.tables import HistoryRow
+from arrears.store.tables import EpisodeRow, HistoryRow
 
 
 class Journal:
@@ -24,6 +24,7 @@ class Journal:
         kind: str,
         account_id: int | None,
         *,
+        episode: EpisodeRow | None = None,
         episode_id: int | None = None,
         rule_set_id: int | None = None,
         at: datetime | None = None,
@@ -39,6 +40,9 @@ class Journal:
             rule_set_id=rule_set_id,
             actor=self.actor,
         )
+        if episode is not None:
+            # By reference: the episode may not have its id until the flush.
+            row.episode = episode
         self.session.add(row)
         return row
 

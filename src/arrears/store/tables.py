@@ -85,7 +85,11 @@ class AccountRow(Base):
     payments: Mapped[list[PaymentRow]] = relationship(lazy="raise", order_by="PaymentRow.id")
     plans: Mapped[list[PlanRow]] = relationship(lazy="raise", order_by="PlanRow.id")
     cases: Mapped[list[CaseRow]] = relationship(lazy="raise", order_by="CaseRow.id")
-    episode: Mapped[EpisodeRow | None] = relationship(foreign_keys=[episode_id], lazy="raise")
+    # post_update: accounts and episodes point at each other; the account's
+    # pointer is written after the episode row exists, in the same flush.
+    episode: Mapped[EpisodeRow | None] = relationship(
+        foreign_keys=[episode_id], lazy="raise", post_update=True
+    )
 
 
 class GroupRow(Base):
@@ -118,6 +122,7 @@ class ServiceRow(Base):
     status: Mapped[str] = mapped_column(String(16), default="active")
     changed_by: Mapped[str] = mapped_column(String(16), default="external")
     episode_id: Mapped[int | None] = mapped_column(ForeignKey("episodes.id"))
+    episode: Mapped[EpisodeRow | None] = relationship(foreign_keys=[episode_id], lazy="raise")
 
 
 class InvoiceRow(Base):
@@ -233,6 +238,7 @@ class HistoryRow(Base):
     episode_id: Mapped[int | None] = mapped_column(ForeignKey("episodes.id"))
     rule_set_id: Mapped[int | None] = mapped_column(ForeignKey("rule_sets.id"))
     actor: Mapped[str] = mapped_column(String(100), default="arrears")
+    episode: Mapped[EpisodeRow | None] = relationship(foreign_keys=[episode_id], lazy="raise")
 
 
 class NotificationRow(Base):
@@ -261,6 +267,7 @@ class NotificationRow(Base):
     provisioning_request_id: Mapped[int | None] = mapped_column(ForeignKey("provisioning_requests.id"))
     context: Mapped[dict[str, Any]]
     created_at: Mapped[datetime]
+    provisioning_request: Mapped[ProvisioningRequestRow | None] = relationship(lazy="raise")
 
 
 class ProvisioningRequestRow(Base):
@@ -283,6 +290,7 @@ class ProvisioningRequestRow(Base):
     not_before: Mapped[datetime]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    episode: Mapped[EpisodeRow | None] = relationship(foreign_keys=[episode_id], lazy="raise")
 
 
 class OperatorActionRow(Base):

@@ -198,6 +198,11 @@ def evaluate(account: AccountSnapshot, ctx: ProviderContext, now: datetime) -> E
             reason = "paid" if fig.overdue_balance <= k else releasing[0]
             if ctx.mappings.auto_unsuspend:
                 return replace(base, action=Action.RESTORE, restore_reason=reason)
+            # Left in its episode: it must look again when the overdue balance
+            # climbs back above k (an invoice falls overdue at a midnight).
+            back = first_day(account.invoices, now, today, lambda f: f.overdue_balance > k)
+            if back is not None and back > today:
+                _wake(wake, "overdue_above_threshold", start_of_day(back, tz), now)
             # auto_unsuspend is off: say once what would have happened.
             said = f"restore:{reason}"
             if account.shadow_stage == said:

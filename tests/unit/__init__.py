@@ -1,0 +1,1 @@
+"""Unit tests of the pure domain core: domain objects built directly, no database."""

@@ -92,6 +92,7 @@ def pg_db(postgres_url: str) -> Iterator[Database]:
     database.dispose()
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     skipped = [
         r for r in terminalreporter.stats.get("skipped", []) if "PostgreSQL not reachable" in str(r.longrepr)

@@ -111,7 +111,9 @@ def upgrade() -> None:
             ["provider_id"], ["providers.id"], name=op.f("fk_rule_sets_provider_id_providers")
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_rule_sets")),
-        sa.UniqueConstraint("provider_id", "name", "version", name=op.f("uq_rule_sets_provider_id_name_version")),
+        sa.UniqueConstraint(
+            "provider_id", "name", "version", name=op.f("uq_rule_sets_provider_id_name_version")
+        ),
     )
     op.create_index(op.f("ix_rule_sets_provider_id"), "rule_sets", ["provider_id"], unique=False)
     op.create_table(

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -49,6 +49,8 @@ from arrears.store.tables import (
 )
 
 InvalidInput = ConfigError
+# Records a provider addresses by its own ids.
+_Owned = TypeVar("_Owned", AccountRow, ServiceRow, InvoiceRow, PaymentRow, PlanRow, CaseRow)
 
 
 def _enum(enum: Any, value: Any, field: str) -> Any:
@@ -128,18 +130,20 @@ class Inputs:
 
     # -- lookups ---------------------------------------------------------------
 
-    def account(self, ext_id: str, field: str = "account") -> AccountRow:
-        row = self.session.scalar(
-            select(AccountRow).where(AccountRow.provider_id == self.provider.id, AccountRow.ext_id == ext_id)
+    def _find(self, model: type[_Owned], ext_id: str) -> _Owned | None:
+        """A provider's record by the provider's own id (ids are unique per provider)."""
+        return self.session.scalar(
+            select(model).where(model.provider_id == self.provider.id, model.ext_id == ext_id)
         )
+
+    def account(self, ext_id: str, field: str = "account") -> AccountRow:
+        row = self._find(AccountRow, ext_id)
         if row is None:
             raise InvalidInput(field, f"unknown account {ext_id!r}")
         return row
 
     def invoice(self, ext_id: str, field: str = "invoice") -> InvoiceRow:
-        row = self.session.scalar(
-            select(InvoiceRow).where(InvoiceRow.provider_id == self.provider.id, InvoiceRow.ext_id == ext_id)
-        )
+        row = self._find(InvoiceRow, ext_id)
         if row is None:
             raise InvalidInput(field, f"unknown invoice {ext_id!r}")
         return row
@@ -210,9 +214,7 @@ class Inputs:
 
     def put_account(self, data: dict[str, Any], field: str = "account") -> AccountRow:
         ext_id = _required_str(data, "id", field)
-        row = self.session.scalar(
-            select(AccountRow).where(AccountRow.provider_id == self.provider.id, AccountRow.ext_id == ext_id)
-        )
+        row = self._find(AccountRow, ext_id)
         status = _enum(AccountStatus, data.get("status", "active"), f"{field}.status")
         if row is None:
             row = AccountRow(
@@ -290,9 +292,7 @@ class Inputs:
         ext_id = _required_str(data, "id", field)
         account = self.account(_required_str(data, "account", field), f"{field}.account")
         status = _enum(ServiceStatus, data.get("status", "active"), f"{field}.status")
-        row = self.session.scalar(
-            select(ServiceRow).where(ServiceRow.provider_id == self.provider.id, ServiceRow.ext_id == ext_id)
-        )
+        row = self._find(ServiceRow, ext_id)
         if row is None:
             row = ServiceRow(
                 provider_id=self.provider.id,
@@ -326,9 +326,7 @@ class Inputs:
         issued = data.get("issued_at") or self.now
         if not isinstance(issued, datetime):
             raise InvalidInput(f"{field}.issued_at", "must be an instant")
-        row = self.session.scalar(
-            select(InvoiceRow).where(InvoiceRow.provider_id == self.provider.id, InvoiceRow.ext_id == ext_id)
-        )
+        row = self._find(InvoiceRow, ext_id)
         if row is None:
             row = InvoiceRow(
                 provider_id=self.provider.id,
@@ -374,9 +372,7 @@ class Inputs:
         if amount <= 0:
             raise InvalidInput(f"{field}.amount", "must be more than zero")
         received = data.get("received_at") or self.now
-        existing = self.session.scalar(
-            select(PaymentRow).where(PaymentRow.provider_id == self.provider.id, PaymentRow.ext_id == ext_id)
-        )
+        existing = self._find(PaymentRow, ext_id)
         if existing is not None:
             if existing.amount != amount or existing.account_id != account.id:
                 raise InvalidInput(f"{field}.id", f"payment {ext_id!r} exists with other details")
@@ -404,9 +400,7 @@ class Inputs:
         return row
 
     def allocate_payment(self, ext_id: str, field: str = "allocate.payment") -> None:
-        row = self.session.scalar(
-            select(PaymentRow).where(PaymentRow.provider_id == self.provider.id, PaymentRow.ext_id == ext_id)
-        )
+        row = self._find(PaymentRow, ext_id)
         if row is None:
             raise InvalidInput(field, f"unknown payment {ext_id!r}")
         self.allocate(row, [])
@@ -443,9 +437,7 @@ class Inputs:
             raise InvalidInput(f"{field}.invoices", "must be a list of invoice ids")
         for i, inv in enumerate(invoices):
             self.invoice(str(inv), f"{field}.invoices[{i}]")
-        row = self.session.scalar(
-            select(PlanRow).where(PlanRow.provider_id == self.provider.id, PlanRow.ext_id == ext_id)
-        )
+        row = self._find(PlanRow, ext_id)
         if row is None:
             row = PlanRow(
                 provider_id=self.provider.id, account_id=account.id, ext_id=ext_id, status=status.value
@@ -459,9 +451,7 @@ class Inputs:
         ext_id = _required_str(data, "id", field)
         account = self.account(_required_str(data, "account", field), f"{field}.account")
         status = _enum(CaseStatus, data.get("status", "open"), f"{field}.status")
-        row = self.session.scalar(
-            select(CaseRow).where(CaseRow.provider_id == self.provider.id, CaseRow.ext_id == ext_id)
-        )
+        row = self._find(CaseRow, ext_id)
         if row is None:
             row = CaseRow(
                 provider_id=self.provider.id, account_id=account.id, ext_id=ext_id, status=status.value

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
-from decimal import Decimal
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
@@ -23,7 +22,7 @@ from arrears.domain.events import (
     notice_key,
 )
 from arrears.domain.exclusions import exclusions, grace_ends
-from arrears.domain.figures import Figures, figures_at, figures_on
+from arrears.domain.figures import ZERO, Figures, figures_at, figures_on
 from arrears.domain.model import AccountSnapshot, Invoice
 from arrears.domain.rules import (
     RESTORING_EXCLUSIONS,
@@ -58,9 +57,19 @@ class ProviderContext:
     mappings: Mappings
     send_time: time = time(9, 0)
     calendars: Callable[[RuleSet], HolidayCalendar | None] = _no_calendar
+    # One Schedule per rule set (by identity), built on first use: it caches the
+    # days it has looked at, which are the same for every account.
+    _schedules: dict[int, tuple[RuleSet, Schedule]] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
 
     def schedule(self, rules: RuleSet) -> Schedule:
-        return Schedule(rules, self.tz, self.calendars(rules))
+        cached = self._schedules.get(id(rules))
+        if cached is not None and cached[0] is rules:
+            return cached[1]
+        schedule = Schedule(rules, self.tz, self.calendars(rules))
+        self._schedules[id(rules)] = (rules, schedule)
+        return schedule
 
 
 @dataclass(frozen=True)
@@ -123,11 +132,14 @@ def first_day(
     today: date,
     holds: Callable[[Figures], bool],
     day_offsets: Sequence[int] = (),
+    figures_for: Callable[[date], Figures] | None = None,
 ) -> date | None:
     """The first local day ≥ today on which `holds(figures)` is true, if nothing else changes.
 
     Figures change only as invoices fall overdue (the day after their due date)
     and as days overdue grow past a stage's days, so only those days are looked at.
+    `figures_for(day)`, when given, must equal `figures_on(invoices, t, day, 0)`
+    (a caller asking about several stages computes each day's figures once).
     """
     open_invoices = [inv for inv in invoices if inv.is_open_at(t)]
     if not open_invoices:
@@ -137,7 +149,8 @@ def first_day(
     candidates.update(inv.due + timedelta(days=1) for inv in open_invoices)
     candidates.update(oldest + timedelta(days=d + 1) for d in day_offsets)
     for day in sorted(c for c in candidates if c >= today):
-        if holds(figures_on(open_invoices, t, day, Decimal("0"))):
+        fig = figures_for(day) if figures_for is not None else figures_on(open_invoices, t, day, ZERO)
+        if holds(fig):
             return day
     return None
 
@@ -168,6 +181,13 @@ def evaluate(account: AccountSnapshot, ctx: ProviderContext, now: datetime) -> E
     if account.omit is not None and account.omit.until is not None and account.omit.holds_on(today):
         _wake(wake, "omit_flag_end", start_of_day(account.omit.until + timedelta(days=1), tz), now)
     day_offsets = [s.min_overdue_days for s in ladder]
+    day_figures: dict[date, Figures] = {}
+
+    def figures_for(day: date) -> Figures:
+        found = day_figures.get(day)
+        if found is None:
+            found = day_figures[day] = figures_on(account.invoices, now, day, ZERO)
+        return found
 
     def first_instant(stage: Stage) -> datetime | None:
         """When `stage` (and overdue > k) first holds, if nothing else changes."""
@@ -177,6 +197,7 @@ def evaluate(account: AccountSnapshot, ctx: ProviderContext, now: datetime) -> E
             today,
             lambda f: stage_holds(rules, stage, f) and f.overdue_balance > k,
             day_offsets,
+            figures_for,
         )
         if day is None:
             return None

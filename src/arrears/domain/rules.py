@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
+from functools import cached_property
 from zoneinfo import ZoneInfo
 
 from arrears.domain.clock import at_local, local_date
@@ -66,7 +67,7 @@ class RuleSet:
     stages: tuple[Stage, ...] = ()
     restore_when_excluded: bool = True
 
-    @property
+    @cached_property
     def ladder(self) -> tuple[Stage, ...]:
         """Stages ordered by days; the default is one stage `suspend` → restricted."""
         if not self.stages:
@@ -85,15 +86,35 @@ class RuleSet:
 
 
 class Schedule:
-    """When automatic suspension may act: windows minus holidays and closure dates."""
+    """When automatic suspension may act: windows minus holidays and closure dates.
+
+    What it works out about a local day (closed or not, the day's window spans)
+    is kept: a schedule serves every account governed by its rule set.
+    """
 
     def __init__(self, rules: RuleSet, tz: ZoneInfo, is_holiday: HolidayCalendar | None = None):
         self.rules = rules
         self.tz = tz
         self._is_holiday = is_holiday or (lambda d: False)
+        self._closed: dict[date, bool] = {}
+        self._spans: dict[date, list[tuple[datetime, datetime]]] = {}
 
     def closed_on(self, day: date) -> bool:
-        return day in self.rules.closure_dates or self._is_holiday(day)
+        closed = self._closed.get(day)
+        if closed is None:
+            closed = self._closed[day] = day in self.rules.closure_dates or self._is_holiday(day)
+        return closed
+
+    def spans_on(self, day: date) -> list[tuple[datetime, datetime]]:
+        """(start, end) instants of the windows open on `day` (an empty one has start == end)."""
+        spans = self._spans.get(day)
+        if spans is None:
+            spans = self._spans[day] = [
+                (at_local(day, w.start, self.tz), w.end_on(day, self.tz))
+                for w in self.rules.windows
+                if day.weekday() in w.days
+            ]
+        return spans
 
     def allowed(self, t: datetime) -> bool:
         day = local_date(t, self.tz)
@@ -101,7 +122,7 @@ class Schedule:
             return False
         if not self.rules.windows:
             return True
-        return any(self._in_window(w, day, t) for w in self.rules.windows)
+        return any(start <= t < end for start, end in self.spans_on(day))
 
     def _in_window(self, w: Window, day: date, t: datetime) -> bool:
         return day.weekday() in w.days and at_local(day, w.start, self.tz) <= t < w.end_on(day, self.tz)
@@ -120,12 +141,7 @@ class Schedule:
                 return max(start, t)
             # A window can be empty on a DST day (02:00-02:30 when clocks jump
             # from 02:00 to 03:00): its start and end are then the same instant.
-            spans = [
-                (at_local(day, w.start, self.tz), w.end_on(day, self.tz))
-                for w in self.rules.windows
-                if day.weekday() in w.days
-            ]
-            later = [max(start, t) for start, end in spans if start < end and end > t]
+            later = [max(start, t) for start, end in self.spans_on(day) if start < end and end > t]
             if later:
                 return min(later)
         return None

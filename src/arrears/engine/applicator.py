@@ -16,7 +16,7 @@ from arrears.domain.events import EventKind, EventMapping, Recipient, notice_key
 from arrears.domain.model import AccountSnapshot, ServiceStatus
 from arrears.domain.money import fmt
 from arrears.domain.rules import Stage
-from arrears.engine.journal import Journal, moved
+from arrears.engine.journal import Journal, PendingRequest, moved
 from arrears.store.repository import ProviderView
 from arrears.store.tables import (
     AccountRow,
@@ -121,7 +121,7 @@ class Applicator:
             why=self._why(ev),
         )
         target = stage.status.value
-        changed: list[tuple[ServiceRow, ProvisioningRequestRow]] = []
+        changed: list[tuple[ServiceRow, ProvisioningRequestRow | PendingRequest]] = []
         for svc in account.services:
             # A new episode has no id before the flush, and no services yet.
             ours = (
@@ -182,7 +182,7 @@ class Applicator:
             reason=reason,
             why=self._why(ev) if ev else {"reason": reason},
         )
-        restored: list[tuple[ServiceRow, ProvisioningRequestRow | None]] = []
+        restored: list[tuple[ServiceRow, ProvisioningRequestRow | PendingRequest | None]] = []
         for svc in account.services:
             if svc.episode_id != episode.id or svc.status not in STAGE_STATUS_VALUES:
                 continue
@@ -242,8 +242,12 @@ class Applicator:
 
     def _provision(
         self, account: AccountRow, svc: ServiceRow, action: str, episode: EpisodeRow | None
-    ) -> ProvisioningRequestRow:
+    ) -> ProvisioningRequestRow | PendingRequest:
+        writes = self.journal.writes
         if action == "restore":
+            if writes is not None and writes.has_request_for(svc.id):
+                # A request made earlier in this round must be seen by the query below.
+                writes.flush(self.session)
             pending = self.session.scalars(
                 select(ProvisioningRequestRow).where(
                     ProvisioningRequestRow.service_id == svc.id,
@@ -265,19 +269,27 @@ class Applicator:
                         state="cancelled",
                     )
                 return pending[-1]
-        req = ProvisioningRequestRow(
-            provider_id=self.provider.id,
-            account_id=account.id,
-            service_id=svc.id,
-            episode=episode,
-            key=f"svc{svc.id}:{action}:{self.now.isoformat()}",
-            action=action,
-            adapter="log",
-            state="pending",
-            not_before=self.now,
-            created_at=self.now,
-            updated_at=self.now,
-        )
+        values: dict[str, Any] = {
+            "provider_id": self.provider.id,
+            "account_id": account.id,
+            "service_id": svc.id,
+            "episode_id": None,
+            "key": f"svc{svc.id}:{action}:{self.now.isoformat()}",
+            "action": action,
+            "adapter": "log",
+            "state": "pending",
+            "attempts": 0,
+            "last_error": None,
+            "not_before": self.now,
+            "created_at": self.now,
+            "updated_at": self.now,
+        }
+        if writes is not None:
+            pending_request = PendingRequest(values, episode)
+            writes.requests.append(pending_request)
+            return pending_request
+        del values["episode_id"]
+        req = ProvisioningRequestRow(**values, episode=episode)
         self.session.add(req)
         return req
 
@@ -312,7 +324,7 @@ class Applicator:
         due_at: datetime,
         *,
         service: ServiceRow | None = None,
-        request: ProvisioningRequestRow | None = None,
+        request: ProvisioningRequestRow | PendingRequest | None = None,
         invoice: str | None = None,
         skip_reason: str | None = None,
         context: dict[str, Any] | None = None,
@@ -323,6 +335,8 @@ class Applicator:
         if not targets:
             # No channel configured: remember the occurrence so it is not looked at again.
             targets = [Recipient(m.roles[0], "none", None)]
+        writes = self.journal.writes
+        service_ext_id = service.ext_id if service else None
         for r in targets:
             reason = skip_reason
             if reason is None and r.address is None and r.channel not in ("note", "none"):
@@ -335,25 +349,27 @@ class Applicator:
                 and request.state != "confirmed"
             ):
                 state = "waiting"
-            row = NotificationRow(
-                provider_id=self.provider.id,
-                account_id=account.id,
-                key=f"{base_key}|{r.channel}|{r.role.value}|{r.address or ''}",
-                event=m.event.value,
-                mapping_key=m.key,
-                channel=r.channel,
-                recipient_role=r.role.value,
-                to_address=r.address,
-                service_ext_id=service.ext_id if service else None,
-                invoice_ext_id=invoice,
-                due_at=due_at,
-                state=state,
-                reason=reason,
-                provisioning_request=request,
-                context=dict(context or {}),
-                created_at=self.now,
-            )
-            self.session.add(row)
+            values: dict[str, Any] = {
+                "provider_id": self.provider.id,
+                "account_id": account.id,
+                "key": f"{base_key}|{r.channel}|{r.role.value}|{r.address or ''}",
+                "event": m.event.value,
+                "mapping_key": m.key,
+                "channel": r.channel,
+                "recipient_role": r.role.value,
+                "to_address": r.address,
+                "service_ext_id": service_ext_id,
+                "invoice_ext_id": invoice,
+                "due_at": due_at,
+                "state": state,
+                "reason": reason,
+                "context": dict(context or {}),
+                "created_at": self.now,
+            }
+            if writes is not None:
+                writes.notifications.append((values, request))
+            else:
+                self.session.add(NotificationRow(**values, provisioning_request=request))
             if r.channel == "none":
                 continue
             if state == "skipped":
@@ -363,28 +379,43 @@ class Applicator:
                     account=account.ext_id,
                     event=m.event.value,
                     channel=r.channel,
-                    service=row.service_ext_id,
+                    service=service_ext_id,
                     invoice=invoice,
                     reason=reason,
                 )
             elif state == "pending":
-                self.announce(account, row)
+                self._announce(account, values)
 
     def announce(self, account: AccountRow, row: NotificationRow) -> None:
         """A notice is out of the engine's hands: recorded for delivery (and noted)."""
-        if row.channel == "note":
-            self.session.add(
-                NoteRow(account_id=account.id, at=self.now, author="arrears", body=_note_text(row))
-            )
+        self._announce(
+            account,
+            {
+                "channel": row.channel,
+                "event": row.event,
+                "service_ext_id": row.service_ext_id,
+                "invoice_ext_id": row.invoice_ext_id,
+                "to_address": row.to_address,
+            },
+        )
+
+    def _announce(self, account: AccountRow, values: dict[str, Any]) -> None:
+        if values["channel"] == "note":
+            body = _note_text(values["event"], values["service_ext_id"], values["invoice_ext_id"])
+            note = {"account_id": account.id, "at": self.now, "author": "arrears", "body": body}
+            if self.journal.writes is not None:
+                self.journal.writes.notes.append(note)
+            else:
+                self.session.add(NoteRow(**note))
         self.journal.write(
             "notification",
             account.id,
             account=account.ext_id,
-            event=row.event,
-            channel=row.channel,
-            service=row.service_ext_id,
-            invoice=row.invoice_ext_id,
-            to=row.to_address,
+            event=values["event"],
+            channel=values["channel"],
+            service=values["service_ext_id"],
+            invoice=values["invoice_ext_id"],
+            to=values["to_address"],
         )
 
     # -- helpers -------------------------------------------------------------------
@@ -419,6 +450,6 @@ def _contacts_snapshot(account: AccountRow) -> AccountSnapshot:
     return snapshot(account, NoticeMemory(set(), {}))
 
 
-def _note_text(row: NotificationRow) -> str:
-    subject = row.service_ext_id or row.invoice_ext_id or ""
-    return f"{row.event.replace('_', ' ')} {subject}".strip()
+def _note_text(event: str, service_ext_id: str | None, invoice_ext_id: str | None) -> str:
+    subject = service_ext_id or invoice_ext_id or ""
+    return f"{event.replace('_', ' ')} {subject}".strip()

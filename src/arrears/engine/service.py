@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from arrears.domain.decisions import Action, Evaluation, evaluate
 from arrears.engine.applicator import Applicator
-from arrears.engine.journal import Journal
+from arrears.engine.journal import Journal, Writes
 from arrears.engine.provisioning import ProvisioningDispatcher
 from arrears.store.db import Database
 from arrears.store.repository import (
@@ -69,7 +69,10 @@ def reevaluate(
     ctx = provider.context
     rows = load_accounts(session, account_ids, lock=True)
     memory = notice_memory(session, rows)
-    journal = Journal(session, provider.id, now, actor)
+    # History, provisioning and notification rows are collected and inserted in
+    # bulk at the end of each round (still in the caller's transaction).
+    writes = Writes()
+    journal = Journal(session, provider.id, now, actor, writes)
     applicator = Applicator(session, provider, now, journal)
     out: list[Evaluation] = []
     changed: list[AccountRow] = []
@@ -84,7 +87,7 @@ def reevaluate(
     for _ in range(MAX_ROUNDS - 1):
         if not changed:
             break
-        session.flush()
+        writes.flush(session)
         memory = notice_memory(session, changed)
         again: list[AccountRow] = []
         for row in changed:
@@ -92,6 +95,7 @@ def reevaluate(
             if applicator.apply(row, snap, evaluate(snap, ctx, now)):
                 again.append(row)
         changed = again
+    writes.flush(session)
     return out
 
 

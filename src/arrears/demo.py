@@ -277,6 +277,7 @@ class _Builder:
         self.accounts: list[DemoAccount] = []
         self._seq = 0
         self._payments: Counter[int] = Counter()
+        self._lag: dict[tuple[int, str], int] = {}  # a late payer's usual days after the due date
 
     def build(self) -> World:
         for p, spec in enumerate(PROVIDERS):
@@ -475,7 +476,11 @@ class _Builder:
                 day = due + timedelta(days=rng.randint(2, 9))  # a little late, not enough to matter
             intents.append(_Pay(self._at(spec, day), "invoice", bill.id))
         elif b == "late":
-            intents.append(_Pay(on(rng.randint(17, 45)), "settle"))
+            # Pays invoice by invoice, oldest first, about as late each month: often only the
+            # oldest of two overdue (a part payment, which can take a stage back down).
+            lag = self._lag.setdefault((p, account), rng.randint(17, 45))
+            count = 1 if rng.random() < 0.6 else None
+            intents.append(_Pay(on(lag + rng.randint(-4, 4)), "oldest", count=count))
         elif b == "part":
             part = (bill.amount * Decimal(rng.randint(30, 60)) / 100).quantize(CENT)
             intents.append(_Pay(on(rng.randint(-3, 2)), "part", bill.id, part, what="part payment"))
@@ -536,6 +541,9 @@ class _Builder:
                 balance[item] = Decimal("0")
                 continue
             pay: _Pay = item
+            if pay.kind == "oldest":
+                self._pay_oldest(p, spec, account, pay, oldest_first, balance)
+                continue
             if pay.kind == "settle":
                 amount = sum(balance.values(), Decimal("0"))
             elif pay.invoice is not None:
@@ -565,6 +573,23 @@ class _Builder:
                     f"billing team matches payment {pid} to the account: allocated",
                     "billing",
                 )
+
+    def _pay_oldest(
+        self,
+        p: int,
+        spec: ProviderSpec,
+        account: str,
+        pay: _Pay,
+        oldest_first: list[_Bill],
+        balance: dict[str, Decimal],
+    ) -> None:
+        """One payment per overdue invoice, oldest first, up to `count` of them (nothing if none is)."""
+        today = local_date(pay.at, spec.tz)
+        overdue = [b for b in oldest_first if balance.get(b.id, Decimal("0")) > 0 and b.due < today]
+        for bill in overdue[: pay.count]:
+            amount = balance[bill.id]
+            balance[bill.id] = Decimal("0")
+            self._pay(p, spec, account, pay.at, amount, bill.id, what=pay.what)
 
     def _pay(
         self,
@@ -751,12 +776,13 @@ class _Bill:
 
 @dataclass(frozen=True)
 class _Pay:
-    """A payment the customer means to make: an invoice, part of one, or everything owing."""
+    """A payment the customer means to make: an invoice, part of one, the oldest ones, or all owing."""
 
     at: datetime
-    kind: str  # "invoice", "part" or "settle"
+    kind: str  # "invoice", "part", "settle" or "oldest" (invoice by invoice, oldest first)
     invoice: str | None = None
     amount: Decimal | None = None
+    count: int | None = None  # "oldest": at most this many invoices (None: all overdue)
     what: str = "payment"
     allocate_at: datetime | None = None  # paid without a reference, matched then
 
@@ -984,9 +1010,12 @@ def summarise(db: Database, run: Run, *, elapsed: float, url: str) -> dict[str, 
                 select(HistoryRow.data).where(HistoryRow.provider_id == pid, HistoryRow.kind == "stage")
             ).all()
             reached: Counter[str] = Counter()
+            moves_down = 0
             for (data,) in stage_rows:
                 if data.get("to") not in ("none", data.get("from")):
                     reached[str(data.get("to"))] += 1
+                if _stepped_down(p, data):
+                    moves_down += 1
             excluded_rows = s.execute(
                 select(HistoryRow.account_id, HistoryRow.data).where(
                     HistoryRow.provider_id == pid, HistoryRow.kind == "excluded"
@@ -1070,6 +1099,7 @@ def summarise(db: Database, run: Run, *, elapsed: float, url: str) -> dict[str, 
                     "payments": {"count": int(payments[0]), "amount": str(Decimal(str(payments[1])))},
                     "suspensions": len(episodes),
                     "stages_reached": dict(sorted(reached.items())),
+                    "moves_down_a_stage": moves_down,
                     "restorations": sum(restorations.values()),
                     "restorations_by_reason": dict(sorted(restorations.items())),
                     "taken_over_by_operator": ended.get("manual_suspend", 0),
@@ -1134,12 +1164,20 @@ def _histories(s: Any, run: Run) -> list[dict[str, Any]]:
         int(a) for (a,) in s.execute(select(HistoryRow.account_id).where(HistoryRow.kind == "excluded")).all()
     }
     two_stage: set[int] = set()
+    stepped_down: set[int] = set()
+    back_up: set[int] = set()  # up the ladder again after a step down
     for a, data in s.execute(
-        select(HistoryRow.account_id, HistoryRow.data).where(HistoryRow.kind == "stage")
+        select(HistoryRow.account_id, HistoryRow.data)
+        .where(HistoryRow.kind == "stage")
+        .order_by(HistoryRow.id)
     ).all():
         provider = by_id[int(a)][0]
         if _stage_rank(provider, str(data.get("to"))) > _stage_rank(provider, str(data.get("from"))) >= 0:
             two_stage.add(int(a))
+            if int(a) in stepped_down:
+                back_up.add(int(a))
+        if _stepped_down(provider, data):
+            stepped_down.add(int(a))
     chosen: list[tuple[str, int]] = []
     first = pick(restored, ("late", "part", "unallocated"), provider=0)
     if first is not None:
@@ -1147,10 +1185,24 @@ def _histories(s: Any, run: Run) -> list[dict[str, Any]]:
     second = pick(held - {a for _, a in chosen}, ("omit", "complaint", "dispute", "excluded", "plan"))
     if second is not None:
         chosen.append(("held back by an exclusion", second))
-    third = pick(two_stage - {a for _, a in chosen}, ("never", "late", "part"))
+    # Down a stage after paying part of what is owing, and up again if one did.
+    taken = {a for _, a in chosen}
+    third = pick(back_up - taken, ("late", "part"))
     if third is not None:
-        chosen.append(("escalated through two stages", third))
+        chosen.append(("two stages up, one down after a part payment, and up again", third))
+    elif (third := pick(stepped_down - taken, ("late", "part"))) is not None:
+        chosen.append(("escalated through two stages, down one after a part payment", third))
+    else:
+        third = pick(two_stage - taken, ("never", "late", "part"))
+        if third is not None:
+            chosen.append(("escalated through two stages", third))
     return [_timeline(s, run, title, account_id, by_id[account_id]) for title, account_id in chosen]
+
+
+def _stepped_down(provider: int, data: dict[str, Any]) -> bool:
+    """A `stage` history line that moves down the ladder (not out of it: that is a restoration)."""
+    to = _stage_rank(provider, str(data.get("to")))
+    return 0 <= to < _stage_rank(provider, str(data.get("from")))
 
 
 def _stage_rank(provider: int, name: str) -> int:
@@ -1309,6 +1361,7 @@ def _print_summary(summary: dict[str, Any], console: Any) -> None:
     stages = sorted({s for p in providers for s in p["stages_reached"]})
     for st in stages:
         t.add_row(f"  moves to stage {st}", *[str(p["stages_reached"].get(st, 0)) for p in providers])
+    t.add_row("  moves down a stage", *[str(p["moves_down_a_stage"]) for p in providers])
     t.add_row("[bold]restorations", *[str(p["restorations"]) for p in providers])
     reasons = sorted({r for p in providers for r in p["restorations_by_reason"]})
     for r in reasons:

@@ -44,8 +44,11 @@ def test_demo_json_summary_matches_the_database(tmp_path: Path) -> None:
     assert sum(p["notifications_total"] for p in providers) > 0
     events = {e for p in providers for e in p["notifications"]}
     assert {"auto_suspend", "auto_unsuspend"} <= events
-    # The two-stage ladder of the UK provider is climbed.
+    # The two-stage ladder of the UK provider is climbed, and (at this size and seed) a
+    # customer paying invoice by invoice takes it down a stage with a part payment.
     assert providers[1]["stages_reached"].get("suspend", 0) >= 1
+    assert providers[0]["moves_down_a_stage"] == 0  # one stage: nowhere to go down to
+    assert providers[1]["moves_down_a_stage"] >= 1
 
     engine = create_engine(f"sqlite:///{db_path}")
     try:
@@ -88,6 +91,11 @@ def test_demo_json_summary_matches_the_database(tmp_path: Path) -> None:
                     .where(HistoryRow.provider_id == pid, HistoryRow.kind == "excluded")
                 )
                 assert bool(excluded) == bool(p["exclusions"])
+                moves = conn.scalars(
+                    select(HistoryRow.data).where(HistoryRow.provider_id == pid, HistoryRow.kind == "stage")
+                ).all()
+                down = [d for d in moves if (d.get("from"), d.get("to")) == ("suspend", "restrict")]
+                assert len(down) == p["moves_down_a_stage"]
     finally:
         engine.dispose()
 

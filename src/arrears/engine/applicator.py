@@ -16,12 +16,11 @@ from arrears.domain.events import EventKind, EventMapping, Recipient, notice_key
 from arrears.domain.model import AccountSnapshot, ServiceStatus
 from arrears.domain.money import fmt
 from arrears.domain.rules import Stage
-from arrears.engine.journal import Journal, PendingRequest, moved
+from arrears.engine.journal import Journal, PendingRequest, announce, moved
 from arrears.store.repository import ProviderView
 from arrears.store.tables import (
     AccountRow,
     EpisodeRow,
-    NoteRow,
     NotificationRow,
     ProvisioningRequestRow,
     ServiceRow,
@@ -386,37 +385,8 @@ class Applicator:
             elif state == "pending":
                 self._announce(account, values)
 
-    def announce(self, account: AccountRow, row: NotificationRow) -> None:
-        """A notice is out of the engine's hands: recorded for delivery (and noted)."""
-        self._announce(
-            account,
-            {
-                "channel": row.channel,
-                "event": row.event,
-                "service_ext_id": row.service_ext_id,
-                "invoice_ext_id": row.invoice_ext_id,
-                "to_address": row.to_address,
-            },
-        )
-
     def _announce(self, account: AccountRow, values: dict[str, Any]) -> None:
-        if values["channel"] == "note":
-            body = _note_text(values["event"], values["service_ext_id"], values["invoice_ext_id"])
-            note = {"account_id": account.id, "at": self.now, "author": "arrears", "body": body}
-            if self.journal.writes is not None:
-                self.journal.writes.notes.append(note)
-            else:
-                self.session.add(NoteRow(**note))
-        self.journal.write(
-            "notification",
-            account.id,
-            account=account.ext_id,
-            event=values["event"],
-            channel=values["channel"],
-            service=values["service_ext_id"],
-            invoice=values["invoice_ext_id"],
-            to=values["to_address"],
-        )
+        announce(self.session, self.journal, account, values)
 
     # -- helpers -------------------------------------------------------------------
 
@@ -448,8 +418,3 @@ def _contacts_snapshot(account: AccountRow) -> AccountSnapshot:
     from arrears.store.repository import NoticeMemory, snapshot
 
     return snapshot(account, NoticeMemory(set(), {}))
-
-
-def _note_text(event: str, service_ext_id: str | None, invoice_ext_id: str | None) -> str:
-    subject = service_ext_id or invoice_ext_id or ""
-    return f"{event.replace('_', ' ')} {subject}".strip()

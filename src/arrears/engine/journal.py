@@ -16,6 +16,7 @@ from sqlalchemy import Table, insert, text
 from sqlalchemy.orm import Session
 
 from arrears.store.tables import (
+    AccountRow,
     EpisodeRow,
     HistoryRow,
     NoteRow,
@@ -197,3 +198,34 @@ class Journal:
 def moved(before: str, after: str) -> dict[str, Any]:
     """The `from`/`to` fields of a change line (`from` is a keyword in Python)."""
     return {"from": before, "to": after}
+
+
+def announce(session: Session, journal: Journal, account: AccountRow, values: dict[str, Any]) -> None:
+    """A notice is out of the engine's hands: recorded for delivery (and noted).
+
+    `values` holds the notification's channel, event, service_ext_id,
+    invoice_ext_id and to_address. Used when a notice is decided and when one
+    that waited for provisioning is released.
+    """
+    if values["channel"] == "note":
+        body = _note_text(values["event"], values["service_ext_id"], values["invoice_ext_id"])
+        note = {"account_id": account.id, "at": journal.now, "author": "arrears", "body": body}
+        if journal.writes is not None:
+            journal.writes.notes.append(note)
+        else:
+            session.add(NoteRow(**note))
+    journal.write(
+        "notification",
+        account.id,
+        account=account.ext_id,
+        event=values["event"],
+        channel=values["channel"],
+        service=values["service_ext_id"],
+        invoice=values["invoice_ext_id"],
+        to=values["to_address"],
+    )
+
+
+def _note_text(event: str, service_ext_id: str | None, invoice_ext_id: str | None) -> str:
+    subject = service_ext_id or invoice_ext_id or ""
+    return f"{event.replace('_', ' ')} {subject}".strip()

@@ -13,7 +13,7 @@ from typing import Protocol
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from arrears.engine.journal import Journal
+from arrears.engine.journal import Journal, announce
 from arrears.store.tables import AccountRow, NotificationRow, ProvisioningRequestRow, ServiceRow
 
 FINAL_STATES = ("confirmed", "failed", "cancelled")
@@ -106,15 +106,17 @@ class ProvisioningDispatcher:
             if req.state == "confirmed":
                 # The network has changed: now the customer may be told.
                 note.state = "pending"
-                journal.write(
-                    "notification",
-                    account.id,
-                    account=account.ext_id,
-                    event=note.event,
-                    channel=note.channel,
-                    service=note.service_ext_id,
-                    invoice=note.invoice_ext_id,
-                    to=note.to_address,
+                announce(
+                    session,
+                    journal,
+                    account,
+                    {
+                        "channel": note.channel,
+                        "event": note.event,
+                        "service_ext_id": note.service_ext_id,
+                        "invoice_ext_id": note.invoice_ext_id,
+                        "to_address": note.to_address,
+                    },
                 )
             else:
                 note.state = "skipped"

@@ -137,13 +137,3 @@ def test_next_allowed_is_allowed_when_a_window_lies_inside_a_dst_gap() -> None:
     assert got is not None
     assert s.allowed(got), f"next_allowed returned {iso_local(got, SYD)}, which is not allowed"
     assert iso_local(got, SYD) == "2026-10-05T02:00:00+11:00"
-
-
-def test_window_starts_after_is_the_next_opening() -> None:
-    s = Schedule(
-        rules_with((Window(WEEKDAYS, time(9), time(17)), Window(frozenset({5}), time(10), time(12)))), SYD
-    )
-    fri = at_local(date(2026, 3, 6), time(9), SYD)
-    assert s.window_starts_after(fri - timedelta(seconds=1)) == fri
-    assert s.window_starts_after(fri) == at_local(date(2026, 3, 7), time(10), SYD)
-    assert Schedule(rules_with(), SYD).window_starts_after(fri) is None

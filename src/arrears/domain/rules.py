@@ -146,19 +146,6 @@ class Schedule:
                 return min(later)
         return None
 
-    def window_starts_after(self, t: datetime) -> datetime | None:
-        """The next instant > t at which a window opens (for wake-ups)."""
-        if not self.rules.windows:
-            return None
-        first = local_date(t, self.tz)
-        for offset in range(9):
-            day = first + timedelta(days=offset)
-            starts = [at_local(day, w.start, self.tz) for w in self.rules.windows if day.weekday() in w.days]
-            later = [s for s in starts if s > t]
-            if later:
-                return min(later)
-        return None
-
 
 def governing(rule_sets: Sequence[RuleSet], groups: Iterable[str], t: datetime) -> RuleSet | None:
     """The rule set governing an account at t.

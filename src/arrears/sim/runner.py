@@ -8,7 +8,7 @@ what the simulation prints, so the output is the production record.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
@@ -290,9 +290,3 @@ _APPLY: dict[str, Callable[[Inputs, Step, Scenario], None]] = {
     "manual": _apply_manual,
     "events": _apply_events,
 }
-
-
-def iter_lines(text: str) -> Iterator[dict[str, Any]]:
-    for raw in text.splitlines():
-        if raw.strip():
-            yield json.loads(raw)

@@ -269,10 +269,6 @@ def snapshot(account: AccountRow, memory: NoticeMemory) -> AccountSnapshot:
     )
 
 
-def unallocated_payments(account: AccountRow) -> list[PaymentRow]:
-    return [p for p in account.payments if p.unallocated > 0]
-
-
 # -- read-only snapshots, straight from the tables ---------------------------------------
 
 

@@ -62,10 +62,10 @@ class Applicator:
 
         changed = False
         if ev.action is Action.ESCALATE and ev.stage is not None:
-            self._move(account, ev, ev.stage, escalation=True)
+            self._move(account, snap, ev, ev.stage, escalation=True)
             changed = True
         elif ev.action is Action.DEESCALATE and ev.stage is not None:
-            self._move(account, ev, ev.stage, escalation=False)
+            self._move(account, snap, ev, ev.stage, escalation=False)
             changed = True
         elif ev.action is Action.RESTORE:
             self.restore(account, snap, reason=ev.restore_reason or "paid", notify=True, ev=ev)
@@ -97,7 +97,10 @@ class Applicator:
 
     # -- escalation and de-escalation ----------------------------------------
 
-    def _move(self, account: AccountRow, ev: Evaluation, stage: Stage, *, escalation: bool) -> None:
+    def _move(
+        self, account: AccountRow, snap: AccountSnapshot, ev: Evaluation, stage: Stage, *, escalation: bool
+    ) -> None:
+        """Move the account to `stage`; `snap` (taken before) supplies the notice recipients."""
         rs_id = self._rule_set_id(ev)
         episode = account.episode
         if episode is None:
@@ -134,7 +137,6 @@ class Applicator:
             changed.append((svc, self._provision(account, svc, stage.provisioning_action, episode)))
         self._account_status_after_change(account, episode)
         if escalation:
-            snap_contacts = _contacts_snapshot(account)
             for m in self._mappings(EventKind.AUTO_SUSPEND):
                 for svc, req in changed:
                     # An episode can reach the same stage twice (down after a part
@@ -142,7 +144,7 @@ class Applicator:
                     occurrence = f"{episode.started_at.isoformat()}:{stage.name}:{self.now.isoformat()}"
                     self._notify(
                         account,
-                        snap_contacts,
+                        snap,
                         m,
                         occurrence,
                         self.now,
@@ -196,12 +198,11 @@ class Applicator:
         account.shadow_stage = None
         account.excluded_reasons = None
         if notify:
-            contacts = _contacts_snapshot(account)
             for m in self._mappings(EventKind.AUTO_UNSUSPEND):
                 for svc, req in restored:
                     self._notify(
                         account,
-                        contacts,
+                        snap,
                         m,
                         f"{episode.started_at.isoformat()}:restore",
                         self.now,
@@ -412,9 +413,3 @@ class Applicator:
             "reason": ev.restore_reason,
             "projected_suspension": iso_local(ev.projected, self.provider.tz) if ev.projected else None,
         }
-
-
-def _contacts_snapshot(account: AccountRow) -> AccountSnapshot:
-    from arrears.store.repository import NoticeMemory, snapshot
-
-    return snapshot(account, NoticeMemory(set(), {}))

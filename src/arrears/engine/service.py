@@ -181,13 +181,8 @@ def next_wakeup(session: Session, provider_id: int | None = None) -> datetime | 
     stmt = select(func.min(AccountRow.next_wakeup_at))
     if provider_id is not None:
         stmt = stmt.where(AccountRow.provider_id == provider_id)
-    value = session.scalar(stmt)
-    if value is None:
-        return None
-    from arrears.store.types import UTCDateTime
-
-    result = UTCDateTime().process_result_value(value, session.get_bind().dialect)
-    return result
+    # MIN() keeps the column's type, so the value comes back an aware UTC instant.
+    return session.scalar(stmt)
 
 
 def run_due(

@@ -15,9 +15,10 @@ import pytest
 from sqlalchemy import func, select, update
 
 from arrears.config import parse_mappings
+from arrears.engine.applicator import needs_apply
 from arrears.engine.inputs import Inputs, create_provider
 from arrears.engine.scan import candidates, full_pass
-from arrears.engine.service import assess, needs_apply
+from arrears.engine.service import assess
 from arrears.store.db import Database
 from arrears.store.repository import load_accounts, load_provider, load_snapshots, notice_memory, snapshot
 from arrears.store.tables import AccountRow, Base, EpisodeRow

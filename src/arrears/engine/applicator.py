@@ -17,7 +17,7 @@ from arrears.domain.model import AccountSnapshot, ServiceStatus
 from arrears.domain.money import fmt
 from arrears.domain.rules import Stage
 from arrears.engine.journal import Journal, PendingRequest, announce, moved
-from arrears.store.repository import ProviderView
+from arrears.store.repository import ProviderView, StoredAccount
 from arrears.store.tables import (
     AccountRow,
     EpisodeRow,
@@ -413,3 +413,27 @@ class Applicator:
             "reason": ev.restore_reason,
             "projected_suspension": iso_local(ev.projected, self.provider.tz) if ev.projected else None,
         }
+
+
+def needs_apply(stored: StoredAccount, ev: Evaluation) -> bool:
+    """Whether carrying out `ev` would change anything but `evaluated_at`.
+
+    Mirrors what `Applicator.apply` (above) writes; an account for which this is False
+    can be left alone by a scan (it keeps its stored decision fields).
+    """
+    if ev.action is not Action.NONE or ev.notices or ev.excluded_now is not None:
+        return True
+    if stored.evaluated_at is None:
+        return True
+    excluded = ",".join(ev.excluded_memory) if ev.excluded_memory else None
+    path_changes = (ev.heading and stored.path_started_at is None) or (
+        not ev.heading and stored.episode_stage is None and stored.path_started_at is not None
+    )
+    return (
+        path_changes
+        or stored.excluded_reasons != excluded
+        or stored.shadow_stage != ev.shadow_memory
+        or stored.stage != stored.episode_stage
+        or stored.projected_suspension != ev.projected
+        or stored.next_wakeup_at != ev.next_wakeup
+    )

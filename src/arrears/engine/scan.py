@@ -60,11 +60,11 @@ from arrears.domain.clock import iso_local, local_date
 from arrears.domain.decisions import Action, Evaluation
 from arrears.domain.money import fmt
 from arrears.domain.rules import RuleSet
+from arrears.engine.applicator import needs_apply
 from arrears.engine.service import (
     PassResult,
     assess,
     claim_accounts,
-    needs_apply,
     reevaluate,
     run_due,
 )

@@ -111,30 +111,6 @@ def assess(
     return [(stored, evaluate(snap, ctx, now)) for stored, snap in load_snapshots(session, account_ids)]
 
 
-def needs_apply(stored: StoredAccount, ev: Evaluation) -> bool:
-    """Whether carrying out `ev` would change anything but `evaluated_at`.
-
-    Mirrors what `Applicator.apply` writes; an account for which this is False
-    can be left alone by a scan (it keeps its stored decision fields).
-    """
-    if ev.action is not Action.NONE or ev.notices or ev.excluded_now is not None:
-        return True
-    if stored.evaluated_at is None:
-        return True
-    excluded = ",".join(ev.excluded_memory) if ev.excluded_memory else None
-    path_changes = (ev.heading and stored.path_started_at is None) or (
-        not ev.heading and stored.episode_stage is None and stored.path_started_at is not None
-    )
-    return (
-        path_changes
-        or stored.excluded_reasons != excluded
-        or stored.shadow_stage != ev.shadow_memory
-        or stored.stage != stored.episode_stage
-        or stored.projected_suspension != ev.projected
-        or stored.next_wakeup_at != ev.next_wakeup
-    )
-
-
 def claim_accounts(session: Session, account_ids: Sequence[int]) -> list[int]:
     """Lock these accounts for this transaction, leaving out those another one holds.
 

@@ -57,6 +57,9 @@ class Channel(Protocol):
     """
 
     name: str  # "email" or "sms"
+    # A channel whose peer drops repeats of a message (by its key) sets
+    # `redelivery_safe = True`: after a crash mid-send, the dispatcher sends
+    # again instead of asking an operator. Read with getattr; default False.
 
     def send(self, messages: Sequence[Message]) -> list[Outcome]: ...
 

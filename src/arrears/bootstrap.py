@@ -1,11 +1,14 @@
-"""Settings and wiring: the one place that decides which adapters run."""
+"""Settings and wiring: the one place that decides which adapters and channels run."""
 
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass
 
+from arrears.channels.base import Channel
 from arrears.engine.provisioning import LogAdapter, ProvisioningAdapter, ProvisioningDispatcher
+from arrears.notify.dispatcher import DeliveryPolicy, NotificationDispatcher, Senders
 from arrears.store.db import Database, database_url
 
 
@@ -13,12 +16,26 @@ from arrears.store.db import Database, database_url
 class Settings:
     database_url: str
     scan_interval_s: float = 60.0
+    # Transports, as URLs (docs/notifications.md): smtp:// or smtps:// for email;
+    # smpp://, http+json://, https+json:// or kannel:// for SMS. Unset: that
+    # channel's notifications wait (pending) until one is configured.
+    smtp_url: str | None = None
+    sms_url: str | None = None
+    email_from: str = "arrears@localhost"
+    sms_from: str = "arrears"
+    max_delivery_attempts: int = 8
 
     @classmethod
     def from_env(cls, database_url_override: str | None = None) -> Settings:
+        env = os.environ
         return cls(
             database_url=database_url(database_url_override),
-            scan_interval_s=float(os.environ.get("ARREARS_SCAN_INTERVAL", "60")),
+            scan_interval_s=float(env.get("ARREARS_SCAN_INTERVAL", "60")),
+            smtp_url=env.get("ARREARS_SMTP_URL") or None,
+            sms_url=env.get("ARREARS_SMS_URL") or None,
+            email_from=env.get("ARREARS_EMAIL_FROM", "arrears@localhost"),
+            sms_from=env.get("ARREARS_SMS_FROM", "arrears"),
+            max_delivery_attempts=int(env.get("ARREARS_DELIVERY_ATTEMPTS", "8")),
         )
 
 
@@ -29,3 +46,28 @@ def database(settings: Settings) -> Database:
 def provisioning_dispatcher() -> ProvisioningDispatcher:
     adapters: dict[str, ProvisioningAdapter] = {"log": LogAdapter()}
     return ProvisioningDispatcher(adapters)
+
+
+def channels(settings: Settings) -> dict[str, Channel]:
+    from arrears.channels.registry import channel_from_url
+
+    out: dict[str, Channel] = {}
+    if settings.smtp_url:
+        out["email"] = channel_from_url(settings.smtp_url)
+    if settings.sms_url:
+        out["sms"] = channel_from_url(settings.sms_url)
+    return out
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def notification_dispatcher(settings: Settings, db: Database) -> NotificationDispatcher:
+    return NotificationDispatcher(
+        db,
+        channels(settings),
+        worker=worker_name(),
+        policy=DeliveryPolicy(max_attempts=settings.max_delivery_attempts),
+        senders=Senders(email=settings.email_from, sms=settings.sms_from),
+    )

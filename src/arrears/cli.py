@@ -83,12 +83,20 @@ def demo(
     days: Annotated[int, typer.Option(help="Simulated days")] = 120,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same demo)")] = 7,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON")] = False,
+    smtp: Annotated[
+        str | None,
+        typer.Option(
+            help="Deliver the demo's emails through this SMTP server, e.g. smtp://localhost:1025?starttls=false"
+        ),
+    ] = None,
 ) -> None:
     """Build a demo database (two providers, realistic billing) and run simulated days."""
     from arrears.demo import run_demo
 
     raise typer.Exit(
-        run_demo(database_url=database_url, accounts=accounts, days=days, seed=seed, as_json=json_out)
+        run_demo(
+            database_url=database_url, accounts=accounts, days=days, seed=seed, as_json=json_out, smtp=smtp
+        )
     )
 
 
@@ -126,6 +134,68 @@ def scan(
             Settings.from_env(database_url), dry_run=dry_run, as_json=json_out, at=at, provider=provider
         )
     )
+
+
+notifications_app = typer.Typer(
+    invoke_without_command=True, help="Notifications: list them; retry or cancel one by hand."
+)
+app.add_typer(notifications_app, name="notifications")
+
+
+@notifications_app.callback()
+def notifications(
+    ctx: typer.Context,
+    database_url: DatabaseOpt = None,
+    provider: Annotated[str | None, typer.Option(help="Only this provider (its key)")] = None,
+    account: Annotated[str | None, typer.Option(help="Only this account (the provider's id)")] = None,
+    event: Annotated[str | None, typer.Option(help="Only this event, e.g. invoice_overdue")] = None,
+    state: Annotated[
+        str | None, typer.Option(help="Only this state: pending, sent, failed, skipped, uncertain, ...")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="At most this many, newest first")] = 100,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")] = False,
+) -> None:
+    """List notifications, newest first (with no subcommand)."""
+    if ctx.invoked_subcommand is not None:
+        ctx.obj = database_url
+        return
+    from arrears.cli_notifications import list_command
+
+    raise typer.Exit(
+        list_command(
+            database_url,
+            provider=provider,
+            account=account,
+            event=event,
+            state=state,
+            limit=limit,
+            as_json=json_out,
+        )
+    )
+
+
+@notifications_app.command("retry")
+def notifications_retry(
+    ctx: typer.Context,
+    notification_id: Annotated[int, typer.Argument(help="The notification's id")],
+    actor: Annotated[str, typer.Option(help="Who asks (recorded in the history)")] = "operator",
+) -> None:
+    """Send a failed or interrupted notification again at the next delivery round."""
+    from arrears.cli_notifications import change_command
+
+    raise typer.Exit(change_command(ctx.obj, "retry", notification_id, actor))
+
+
+@notifications_app.command("cancel")
+def notifications_cancel(
+    ctx: typer.Context,
+    notification_id: Annotated[int, typer.Argument(help="The notification's id")],
+    actor: Annotated[str, typer.Option(help="Who asks (recorded in the history)")] = "operator",
+) -> None:
+    """Call off a notification that has not gone out (or may not have)."""
+    from arrears.cli_notifications import change_command
+
+    raise typer.Exit(change_command(ctx.obj, "cancel", notification_id, actor))
 
 
 def _safe_url(url: str) -> str:

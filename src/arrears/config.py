@@ -6,11 +6,14 @@ names the field it is about, e.g. `rules.stages[1].status`.
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, time
 from decimal import Decimal
+from email.utils import parseaddr
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
+from babel import Locale, UnknownLocaleError
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, field_validator
 
 from arrears.domain.calendars import UnknownCalendar, check_calendar
@@ -224,6 +227,7 @@ class MappingSpec(_Strict):
     hours_before: int | None = Field(default=None, ge=0)
     enforce: bool = False
     after_provisioning: bool = False
+    quiet_hours: bool = True
 
 
 _OFFSET_FIELD = {
@@ -299,6 +303,7 @@ def parse_mapping(
         hours_before=spec.hours_before or 0,
         enforce=spec.enforce,
         after_provisioning=spec.after_provisioning,
+        quiet_hours=spec.quiet_hours,
         since=since,
     )
 
@@ -314,6 +319,7 @@ def mapping_body(m: EventMapping) -> dict[str, Any]:
         "hours_before": m.hours_before,
         "enforce": m.enforce,
         "after_provisioning": m.after_provisioning,
+        "quiet_hours": m.quiet_hours,
     }
 
 
@@ -329,8 +335,74 @@ def mapping_from_body(key: str, event: str, body: dict[str, Any], since: datetim
         hours_before=int(body.get("hours_before", 0)),
         enforce=bool(body.get("enforce", False)),
         after_provisioning=bool(body.get("after_provisioning", False)),
+        quiet_hours=bool(body.get("quiet_hours", True)),
         since=since,
     )
+
+
+class QuietHoursSpec(_Strict):
+    start: str
+    end: str
+
+    _t = field_validator("start", "end", mode="before")(_hhmm)
+
+
+_SMS_SENDER = re.compile(r"^(\+?[0-9]{3,15}|[A-Za-z0-9 ]{1,11})$")
+
+
+class NoticeSettingsSpec(_Strict):
+    """A provider's settings for how its notices look and go out (docs/notifications.md)."""
+
+    locale: str = "en"
+    quiet_hours: QuietHoursSpec | None = QuietHoursSpec(start="21:00", end="08:00")
+    email_from: str | None = None
+    sms_from: str | None = None
+    payment_link: str | None = None
+    operations_email: str | None = None
+
+    @field_validator("locale")
+    @classmethod
+    def _locale(cls, value: str) -> str:
+        try:
+            Locale.parse(value)
+        except (ValueError, UnknownLocaleError):
+            raise ValueError(f"{value!r} is not a known locale (e.g. en_AU, de_DE)") from None
+        return value
+
+    @field_validator("email_from", "operations_email")
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        if value is not None and "@" not in parseaddr(value)[1]:
+            raise ValueError(f"{value!r} is not an email address")
+        return value
+
+    @field_validator("sms_from")
+    @classmethod
+    def _sms_sender(cls, value: str | None) -> str | None:
+        if value is not None and not _SMS_SENDER.match(value):
+            raise ValueError("an SMS sender is a phone number or at most 11 letters and digits")
+        return value
+
+    @field_validator("payment_link")
+    @classmethod
+    def _link(cls, value: str | None) -> str | None:
+        if value is not None:
+            from arrears.notify.context import check_payment_link
+
+            check_payment_link(value)  # a ValueError naming the placeholder or the scheme
+        return value
+
+
+NOTICE_SETTINGS = tuple(NoticeSettingsSpec.model_fields)
+
+
+def parse_notice_settings(raw: dict[str, Any], prefix: str = "provider") -> NoticeSettingsSpec:
+    """The notice settings among a provider's fields (other fields are ignored here)."""
+    try:
+        return NoticeSettingsSpec.model_validate({k: v for k, v in raw.items() if k in NOTICE_SETTINGS})
+    except ValidationError as exc:
+        raise_validation(prefix, exc)
+        raise
 
 
 def check_timezone(name: Any, field: str) -> ZoneInfo:

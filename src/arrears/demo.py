@@ -27,11 +27,13 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, inspect, select, text
 from sqlalchemy.engine import make_url
 
-from arrears.config import parse_mappings
+from arrears.channels.registry import channel_from_url, redact
+from arrears.config import NoticeSettingsSpec, parse_mappings
 from arrears.contacts import normalise_phone
 from arrears.domain.clock import at_local, iso_local, local_date
 from arrears.engine.clock import VirtualClock
 from arrears.engine.inputs import Inputs, create_provider
+from arrears.notify.dispatcher import DeliveryReport, NotificationDispatcher
 from arrears.store.db import Database
 from arrears.store.tables import (
     AccountRow,
@@ -82,6 +84,7 @@ class ProviderSpec:
     other_group: str
     ombudsman: str
     email_domain: str
+    locale: str  # how amounts and dates read in its notices
     phone_country: str  # "AU" or "GB": mobile numbers in E.164
     first_service: ServiceKind
     extra_services: tuple[ServiceKind, ...]
@@ -105,6 +108,7 @@ KOALA = ProviderSpec(
     other_group="business",
     ombudsman="TIO",
     email_domain="example.com",
+    locale="en_AU",
     phone_country="AU",
     first_service=ServiceKind("mobile", 25, 65),
     extra_services=(ServiceKind("mobile", 20, 55), ServiceKind("mobile_broadband", 30, 60)),
@@ -149,6 +153,7 @@ THAMES = ProviderSpec(
     other_group="business",
     ombudsman="Ombudsman Services",
     email_domain="example.org",
+    locale="en_GB",
     phone_country="GB",
     first_service=ServiceKind("broadband", 25, 60),
     extra_services=(ServiceKind("voip", 6, 12), ServiceKind("tv", 10, 25)),
@@ -850,6 +855,13 @@ class Run:
                     currency=spec.currency,
                     sms=spec.sms,
                     send_time="09:00",
+                    notices=NoticeSettingsSpec(
+                        locale=spec.locale,
+                        email_from=f"accounts@{spec.email_domain}",
+                        sms_from=spec.key.split("-")[0].upper()[:11],
+                        payment_link=f"https://pay.{spec.email_domain}/{{account}}?amount={{amount}}",
+                        operations_email=f"noc@{spec.email_domain}",
+                    ),
                     now=start,
                 )
                 self.provider_ids.append(row.id)
@@ -867,7 +879,12 @@ class Run:
                         _apply(inputs, f)
                 inputs.settle()
 
-    def simulate(self, on_day: Callable[[int, datetime], None] | None = None) -> None:
+    def simulate(
+        self,
+        on_day: Callable[[int, datetime], None] | None = None,
+        deliver: Callable[[datetime], None] | None = None,
+    ) -> None:
+        """Run the days; `deliver` (the notification dispatcher) runs after each one."""
         start, end = self.world.start, self.world.end
         clock = VirtualClock(self.db, start)  # both providers: one clock, one engine
         clock.settle()
@@ -890,6 +907,8 @@ class Run:
                     inputs.settle()
                 clock.settle()
             clock.advance(day_end, inclusive=day_end == end)
+            if deliver is not None:
+                deliver(clock.now)
             if on_day is not None:
                 on_day(day + 1, clock.now)
 
@@ -972,6 +991,7 @@ HISTORY_KINDS_SHOWN = (
     "account_status",
     "provisioning",
     "notification",
+    "delivery",
     "skipped",
     "excluded",
     "would_suspend",
@@ -1312,6 +1332,8 @@ def _describe(row: HistoryRow, spec: ProviderSpec) -> str:
     if row.kind == "operator_action":
         reason = f": {d.get('reason')}" if d.get("reason") else ""
         return f"recorded operator action {d.get('action')} by {d.get('actor')}{reason}"
+    if row.kind == "delivery":
+        return f"{d.get('channel')} {d.get('state')}: {d.get('event')} to {d.get('to')}"
     if row.kind == "would_suspend":
         return f"would suspend (shadow mode) to stage {d.get('stage')}"
     if row.kind == "would_restore":
@@ -1417,6 +1439,12 @@ def _print_summary(summary: dict[str, Any], console: Any) -> None:
             t.add_row(at.strftime("%a %d %b %H:%M %Z"), line["text"], style=style)
         console.print(t)
 
+    if "delivery" in summary:
+        d = summary["delivery"]
+        console.print(
+            f"\nEmails delivered through [bold]{d['smtp']}[/bold]: {d['sent']} sent, "
+            f"{d['skipped']} no longer true when their turn came, {d['retried']} retried, {d['failed']} failed"
+        )
     console.print(f"\nDatabase: [bold]{summary['database']}[/bold]")
     console.print(f"Look around: [bold]{summary['hint']}[/bold]")
 
@@ -1450,9 +1478,20 @@ def _progress(days: int, enabled: bool) -> Iterator[Callable[[int, datetime], No
 
 
 def run_demo(
-    *, database_url: str | None, accounts: int = 150, days: int = 120, seed: int = 7, as_json: bool = False
+    *,
+    database_url: str | None,
+    accounts: int = 150,
+    days: int = 120,
+    seed: int = 7,
+    as_json: bool = False,
+    smtp: str | None = None,
 ) -> int:
-    """Build a fresh demo database, run `days` simulated days, print a summary; the exit status."""
+    """Build a fresh demo database, run `days` simulated days, print a summary; the exit status.
+
+    With `smtp` (an smtp:// or smtps:// URL), the demo's emails are delivered
+    through that server day by day, as the worker would, so they can be watched
+    arriving.
+    """
     import json
     import sys
 
@@ -1479,10 +1518,17 @@ def run_demo(
                 f"{len(world.feeds)} billing and operator inputs over {days} days"
             )
         run.setup()
+        delivery = _email_delivery(db, smtp) if smtp else None
         with _progress(days, enabled=True) as on_day:
-            run.simulate(on_day)
+            run.simulate(on_day, deliver=delivery.deliver if delivery else None)
         elapsed = _time.perf_counter() - started
         summary = summarise(db, run, elapsed=elapsed, url=url)
+        if delivery is not None:
+            delivery.dispatcher.close()
+            summary["delivery"] = {"smtp": redact(smtp or ""), **delivery.report.as_dict()}
+    except ValueError as exc:  # a bad --smtp URL
+        err.print(f"[red]--smtp: {exc}[/red]")
+        return 2
     finally:
         db.dispose()
     summary["seed"] = seed
@@ -1497,6 +1543,23 @@ def run_demo(
     else:
         _print_summary(summary, Console())
     return 0
+
+
+@dataclass
+class _Delivery:
+    dispatcher: NotificationDispatcher
+    report: DeliveryReport = field(default_factory=DeliveryReport)
+
+    def deliver(self, now: datetime) -> None:
+        self.report.add(self.dispatcher.run(now))
+
+
+def _email_delivery(db: Database, url: str) -> _Delivery:
+    """The demo's emails through a real SMTP server; SMS stay recorded (no gateway here)."""
+    channel = channel_from_url(url)
+    if channel.name != "email":
+        raise ValueError(f"{redact(url)} is not an smtp:// or smtps:// URL")
+    return _Delivery(NotificationDispatcher(db, {"email": channel}, worker="demo"))
 
 
 __all__ = ["build_world", "run_demo"]

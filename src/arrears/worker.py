@@ -1,7 +1,7 @@
 """The worker (`arrears worker`) and the one-off scan (`arrears scan`).
 
 The worker loops every scan interval: a due pass (the accounts whose wake-up
-has come) and the provisioning dispatch; a full pass (`engine.scan`) when it
+has come), the provisioning dispatch and the notification delivery; a full pass (`engine.scan`) when it
 starts and whenever a provider's local date rolls over. Any number of workers
 may share one PostgreSQL database: each batch claims its accounts with
 `FOR UPDATE SKIP LOCKED`, so no decision is carried out twice. SIGTERM and
@@ -26,10 +26,11 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import inspect, select, text
 
-from arrears.bootstrap import Settings, database, provisioning_dispatcher
+from arrears.bootstrap import Settings, database, notification_dispatcher, provisioning_dispatcher
 from arrears.domain.clock import local_date, parse_local
 from arrears.engine.scan import BATCH, PlanEntry, ScanResult, due_pass, full_pass
 from arrears.engine.service import PassResult, run_provisioning
+from arrears.notify.dispatcher import NotificationDispatcher
 from arrears.store.db import Database
 from arrears.store.tables import ProviderRow
 
@@ -130,6 +131,7 @@ class Worker:
         clock: Callable[[], datetime] = utcnow,
         stop: Stop | None = None,
         batch: int = BATCH,
+        notifications: NotificationDispatcher | None = None,
     ):
         self.db = db
         self.interval = interval
@@ -137,6 +139,7 @@ class Worker:
         self.clock = clock
         self.stop = stop or Stop()
         self.dispatcher = provisioning_dispatcher()
+        self.notifications = notifications
         # The local date each provider had at its last full pass.
         self.scanned_on: dict[int, date] = {}
 
@@ -170,7 +173,10 @@ class Worker:
         provisioned = run_provisioning(
             self.db, self.dispatcher, self.clock(), batch=PROVISIONING_BATCH, should_stop=self.stop
         )
-        self._log("due", t0, due, provisioning=provisioned)
+        delivered: dict[str, int] = {}
+        if self.notifications is not None and not self.stop():
+            delivered = self.notifications.run(self.clock(), should_stop=self.stop).as_dict()
+        self._log("due", t0, due, provisioning=provisioned, notifications=delivered)
 
     def _log(self, kind: str, t0: float, result: PassResult, **extra: Any) -> None:
         fields: dict[str, Any] = {
@@ -210,11 +216,13 @@ def run_worker(settings: Settings, interval: float | None = None, once: bool = F
         # Accounts per transaction; an operational knob (and a way for tests to make
         # several workers interleave on few accounts).
         batch = int(os.environ.get("ARREARS_SCAN_BATCH", BATCH))
-        worker = Worker(db, every, batch=batch)
+        worker = Worker(db, every, batch=batch, notifications=notification_dispatcher(settings, db))
         with worker.stop.on_signals():
             log.info(_fmt({"event": "started", "interval_s": every, "database": _safe_url(db.url)}))
             code = worker.run(once=once)
         log.info(_fmt({"event": "stopped", "signal": worker.stop.signal}))
+        if worker.notifications is not None:
+            worker.notifications.close()
         return code
     finally:
         db.dispose()

@@ -155,7 +155,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "9001"
-down_revision = "0001"
+down_revision = "{head}"
 branch_labels = None
 depends_on = None
 
@@ -179,7 +179,7 @@ def test_a_migration_failing_half_way_changes_nothing(
     if start:
         migrate.upgrade(database_url, start)
     before = tables(engine)
-    (tmp_path / "9001_failing.py").write_text(FAILING)
+    (tmp_path / "9001_failing.py").write_text(FAILING.replace("{head}", migrate.head()))
     cfg = migrate.config(database_url)
     cfg.set_main_option("path_separator", "os")
     cfg.set_main_option(

@@ -16,7 +16,7 @@ from urllib.parse import SplitResult, parse_qsl, unquote, urlencode, urlsplit, u
 
 import httpx
 
-from arrears.channels.base import Message, Outcome, Receipt, Result
+from arrears.channels.base import LogFailed, Message, NoLog, Outcome, Receipt, Result, SendLog
 from arrears.channels.smpp import is_gsm7
 
 log = logging.getLogger(__name__)
@@ -75,13 +75,18 @@ class _HttpChannel:
             timeout=timeout, follow_redirects=False, headers={"User-Agent": "arrears-sms/1"}
         )
 
-    def send(self, messages: Sequence[Message]) -> list[Outcome]:
+    def send(self, messages: Sequence[Message], progress: SendLog | None = None) -> list[Outcome]:
+        log_ = progress or NoLog()
         outcomes: list[Outcome] = []
         stop: str | None = None
-        for message in messages:
+        for index, message in enumerate(messages):
             if stop is not None:
                 outcomes.append(Outcome(Result.RETRY, f"not attempted: {stop}"))
                 continue
+            try:
+                log_.committing(index)  # the request may be acted on as soon as it is written
+            except Exception as exc:
+                raise LogFailed(exc) from exc
             try:
                 outcome, stop = self._send_one(message)
             except httpx.TransportError as exc:
@@ -91,6 +96,7 @@ class _HttpChannel:
                 log.exception("SMS gateway request failed unexpectedly")
                 stop = f"gateway error: {type(exc).__name__}: {exc}"
                 outcome = Outcome(Result.RETRY, stop)
+            log_.outcome(index, outcome)
             outcomes.append(outcome)
         return outcomes
 

@@ -17,15 +17,16 @@ import random
 import re
 import select
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from smpplib import consts, exceptions, gsm, smpp
 from smpplib.client import Client
 
-from arrears.channels.base import Message, Outcome, Receipt, Result
+from arrears.channels.base import LogFailed, Message, NoLog, Outcome, Receipt, Result, SendLog
 
 log = logging.getLogger(__name__)
 
@@ -262,6 +263,13 @@ def _ends_in_escape(chunk: bytes) -> bool:
     return escapes % 2 == 1
 
 
+def _committing(log: SendLog, index: int) -> None:
+    try:
+        log.committing(index)
+    except Exception as exc:
+        raise LogFailed(exc) from exc
+
+
 class SmppChannel:
     """The `sms` channel over one SMPP session. Not thread-safe: one worker uses one channel."""
 
@@ -275,16 +283,21 @@ class SmppChannel:
 
     # -- the Channel interface -------------------------------------------------
 
-    def send(self, messages: Sequence[Message]) -> list[Outcome]:
+    def send(self, messages: Sequence[Message], progress: SendLog | None = None) -> list[Outcome]:
+        log_ = progress or NoLog()
         outcomes: list[Outcome] = []
         broken: str | None = None
-        for message in messages:
+        for index, message in enumerate(messages):
             if broken is not None:
                 # A batch shares one session; after it breaks the rest wait for the next run.
                 outcomes.append(Outcome(Result.RETRY, broken))
                 continue
             try:
-                outcomes.append(self._send_one(message))
+                outcome = self._send_one(message, partial(_committing, log_, index))
+                log_.outcome(index, outcome)
+                outcomes.append(outcome)
+            except LogFailed:
+                raise
             except _Disconnected as exc:
                 broken = str(exc)
                 self._drop()
@@ -330,7 +343,7 @@ class SmppChannel:
 
     # -- one message -------------------------------------------------------------
 
-    def _send_one(self, message: Message) -> Outcome:
+    def _send_one(self, message: Message, committing: Callable[[], None]) -> Outcome:
         if not _E164.match(message.to):
             return Outcome(Result.FAILED, f"destination {message.to!r} is not an E.164 number")
         sender = message.sender or self.settings.source_addr
@@ -345,6 +358,8 @@ class SmppChannel:
             return Outcome(Result.FAILED, "text is longer than 255 SMS parts")
 
         client = self._ensure_bound()
+        # The first submit_sm is the step that cannot be taken back.
+        committing()
         ids: list[str] = []
         for number, part in enumerate(parts, start=1):
             try:

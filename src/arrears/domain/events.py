@@ -39,6 +39,7 @@ class EventMapping:
     hours_before: int = 0
     enforce: bool = False
     after_provisioning: bool = False
+    quiet_hours: bool = True  # SMS of this mapping waits out the provider's quiet hours
     since: datetime | None = None  # occurrences before this instant are not its business
 
     @property
@@ -77,6 +78,34 @@ def invoice_notice_instant(m: EventMapping, inv: Invoice, send_time: time, tz: Z
     else:
         day = inv.due + timedelta(days=m.days_after)
     return at_local(day, send_time, tz)
+
+
+@dataclass(frozen=True)
+class QuietHours:
+    """Local hours in which no SMS goes out (default 21:00 to 08:00).
+
+    `start` after `end` spans midnight; `start` equal to `end` is never quiet.
+    """
+
+    start: time
+    end: time
+
+    def until(self, instant: datetime, tz: ZoneInfo) -> datetime | None:
+        """When the quiet hours around `instant` end, or None when it is not quiet then."""
+        if self.start == self.end:
+            return None
+        local = instant.astimezone(tz)
+        day, wall = local.date(), local.time().replace(tzinfo=None)
+        if self.start < self.end:
+            quiet = self.start <= wall < self.end
+            end_day = day
+        else:
+            quiet = wall >= self.start or wall < self.end
+            end_day = day + timedelta(days=1) if wall >= self.start else day
+        if not quiet:
+            return None
+        # at_local: an end time skipped by a DST change means the first instant after it.
+        return at_local(end_day, self.end, tz)
 
 
 def notice_key(m: EventMapping, subject: str, occurrence: str = "") -> str:

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from arrears.config import ConfigError, mapping_body, parse_rule_set
+from arrears.config import ConfigError, NoticeSettingsSpec, mapping_body, parse_rule_set
 from arrears.domain.decisions import Evaluation
 from arrears.domain.events import EventKind, EventMapping
 from arrears.domain.model import (
@@ -70,6 +70,7 @@ def create_provider(
     sms: bool = False,
     send_time: str = "09:00",
     name: str = "",
+    notices: NoticeSettingsSpec | None = None,
     now: datetime,
 ) -> ProviderRow:
     from arrears.config import check_timezone
@@ -92,9 +93,20 @@ def create_provider(
         send_time=send_time,
         created_at=now,
     )
+    apply_notice_settings(row, notices or NoticeSettingsSpec())
     session.add(row)
     session.flush()
     return row
+
+
+def apply_notice_settings(row: ProviderRow, spec: NoticeSettingsSpec) -> None:
+    row.locale = spec.locale
+    row.quiet_start = spec.quiet_hours.start if spec.quiet_hours else None
+    row.quiet_end = spec.quiet_hours.end if spec.quiet_hours else None
+    row.email_from = spec.email_from
+    row.sms_from = spec.sms_from
+    row.payment_link = spec.payment_link
+    row.operations_email = spec.operations_email
 
 
 @dataclass

@@ -16,7 +16,7 @@ from typing import Any, TextIO
 
 from sqlalchemy import select
 
-from arrears.config import parse_mappings
+from arrears.config import parse_mappings, parse_notice_settings
 from arrears.domain.clock import iso_local, parse_local
 from arrears.engine.clock import VirtualClock
 from arrears.engine.inputs import Inputs, create_provider
@@ -64,6 +64,7 @@ class Simulation:
                 sms=bool(p.get("sms", False)),
                 send_time=str(p.get("send_time", "09:00")),
                 name=str(p.get("name") or sc.name or "scenario"),
+                notices=parse_notice_settings(p),
                 now=sc.start,
             )
             self.provider_id = provider.id

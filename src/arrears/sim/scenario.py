@@ -9,7 +9,14 @@ from zoneinfo import ZoneInfo
 
 import yaml
 
-from arrears.config import ConfigError, check_timezone, parse_mappings, parse_rule_set
+from arrears.config import (
+    NOTICE_SETTINGS,
+    ConfigError,
+    check_timezone,
+    parse_mappings,
+    parse_notice_settings,
+    parse_rule_set,
+)
 from arrears.domain.clock import parse_local
 from arrears.domain.exclusions import CODES as EXCLUSION_CODES
 from arrears.domain.model import AccountStatus, ServiceStatus
@@ -110,8 +117,12 @@ def parse(raw: Any) -> Scenario:
     if not isinstance(provider, dict):
         raise ScenarioError("provider", "is required: {timezone, currency, sms, send_time}")
     for key in provider:
-        if key not in ("timezone", "currency", "sms", "send_time", "name"):
+        if key not in ("timezone", "currency", "sms", "send_time", "name", *NOTICE_SETTINGS):
             raise ScenarioError(f"provider.{key}", "unknown field")
+    try:
+        parse_notice_settings(provider)
+    except ConfigError as exc:
+        raise ScenarioError(exc.field, exc.message) from None
     if "timezone" not in provider:
         raise ScenarioError("provider.timezone", "is required")
     tz = check_timezone(provider["timezone"], "provider.timezone")

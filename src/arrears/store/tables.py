@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -48,6 +49,14 @@ class ProviderRow(Base):
     sms: Mapped[bool] = mapped_column(Boolean, default=False)
     send_time: Mapped[str] = mapped_column(String(5), default="09:00")
     created_at: Mapped[datetime]
+    # How notices look and go out (SPEC §7; docs/notifications.md).
+    locale: Mapped[str] = mapped_column(String(16), default="en", server_default=text("'en'"))
+    quiet_start: Mapped[str | None] = mapped_column(String(5), default="21:00")  # no SMS from ...
+    quiet_end: Mapped[str | None] = mapped_column(String(5), default="08:00")  # ... until
+    email_from: Mapped[str | None] = mapped_column(String(320))
+    sms_from: Mapped[str | None] = mapped_column(String(32))
+    payment_link: Mapped[str | None] = mapped_column(Text)
+    operations_email: Mapped[str | None] = mapped_column(String(320))
 
 
 class AccountRow(Base):
@@ -248,6 +257,7 @@ class NotificationRow(Base):
     __table_args__ = (
         UniqueConstraint("provider_id", "key"),
         Index("ix_notifications_state", "state", "due_at"),
+        Index("ix_notifications_claim", "state", "claimed_until"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id"))
@@ -267,7 +277,56 @@ class NotificationRow(Base):
     provisioning_request_id: Mapped[int | None] = mapped_column(ForeignKey("provisioning_requests.id"))
     context: Mapped[dict[str, Any]]
     created_at: Mapped[datetime]
+    # Delivery (arrears.notify.dispatcher): attempts so far, when the next may
+    # start, who holds the row while it is being sent, and what came of it.
+    # A server default: the engine bulk-inserts (COPY) rows without this column.
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    next_attempt_at: Mapped[datetime | None]
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
+    claimed_until: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None]
+    reference: Mapped[str | None] = mapped_column(String(200))  # the peer's message id
+    delivery: Mapped[str | None] = mapped_column(String(16))  # a delivery receipt's state
+    subject: Mapped[str | None] = mapped_column(Text)
+    body: Mapped[str | None] = mapped_column(Text)  # the text as rendered for the customer
     provisioning_request: Mapped[ProvisioningRequestRow | None] = relationship(lazy="raise")
+
+
+class NotificationAttemptRow(Base):
+    """One try at delivering a notification, written before the message leaves.
+
+    An attempt without a result after a crash is how the dispatcher knows a
+    message may have gone out, so it is never sent twice blindly.
+    """
+
+    __tablename__ = "notification_attempts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    notification_id: Mapped[int] = mapped_column(ForeignKey("notifications.id"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    worker: Mapped[str] = mapped_column(String(100))
+    started_at: Mapped[datetime]
+    # prepared: nothing has left yet; committing: the irrevocable step (SMTP DATA,
+    # SMPP submit_sm) has begun, so after a crash the message may have gone out.
+    phase: Mapped[str] = mapped_column(String(16), default="prepared")
+    finished_at: Mapped[datetime | None]
+    result: Mapped[str | None] = mapped_column(String(16))  # sent / retry / failed / interrupted
+    detail: Mapped[str | None] = mapped_column(Text)
+
+
+class TemplateRow(Base):
+    """A provider's own template for one event and channel (the defaults live in code)."""
+
+    __tablename__ = "templates"
+    __table_args__ = (UniqueConstraint("provider_id", "event", "channel"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id"))
+    event: Mapped[str] = mapped_column(String(32))
+    channel: Mapped[str] = mapped_column(String(16))
+    subject: Mapped[str | None] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(Text)
+    html: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime]
+    updated_by: Mapped[str] = mapped_column(String(100), default="system")
 
 
 class ProvisioningRequestRow(Base):

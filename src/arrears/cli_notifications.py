@@ -1,0 +1,81 @@
+"""`arrears notifications`: the operator's view of what was sent, and why not."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import inspect
+
+from arrears.bootstrap import Settings, database
+from arrears.config import ConfigError
+from arrears.notify import service
+
+
+def list_command(
+    database_url: str | None,
+    *,
+    provider: str | None,
+    account: str | None,
+    event: str | None,
+    state: str | None,
+    limit: int,
+    as_json: bool,
+) -> int:
+    err = Console(stderr=True)
+    db = database(Settings.from_env(database_url))
+    try:
+        if not inspect(db.engine).has_table("notifications"):
+            err.print("no arrears schema here: run `arrears db upgrade` first")
+            return 2
+        f = service.NotificationFilter(provider, account, event, state, limit)
+        try:
+            with db.transaction() as session:
+                rows = service.list_notifications(session, f)
+        except ConfigError as exc:
+            err.print(f"error: --{exc.field}: {exc.message}")
+            return 2
+    finally:
+        db.dispose()
+    if as_json:
+        json.dump(rows, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    table = Table(title=f"Notifications ({len(rows)}, newest first)")
+    for column in ("id", "account", "event", "channel", "to", "due", "state", "attempts", "reason"):
+        table.add_column(column, overflow="fold")
+    for r in rows:
+        table.add_row(
+            str(r["id"]),
+            r["account"],
+            r["event"],
+            r["channel"],
+            r["to"] or "",
+            r["due_at"][:16],
+            r["state"] + (f" ({r['delivery']})" if r["delivery"] else ""),
+            str(r["attempts"]),
+            r["reason"] or "",
+        )
+    Console().print(table)
+    return 0
+
+
+def change_command(database_url: str | None, action: str, notification_id: int, actor: str) -> int:
+    err = Console(stderr=True)
+    db = database(Settings.from_env(database_url))
+    now = datetime.now(UTC)
+    try:
+        with db.transaction() as session:
+            change = service.retry if action == "retry" else service.cancel
+            row = change(session, notification_id, actor=actor, now=now)
+            state = row.state
+    except ConfigError as exc:
+        err.print(f"error: {exc}")
+        return 2
+    finally:
+        db.dispose()
+    Console().print(f"notification {notification_id}: {state}")
+    return 0

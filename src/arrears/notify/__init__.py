@@ -1,0 +1,1 @@
+"""Tenant-authored notice templates: sandboxed rendering, documented variables, SMS length."""

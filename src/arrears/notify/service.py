@@ -1,0 +1,121 @@
+"""What operators do with notifications: list them, retry or cancel one that needs a person."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from arrears.config import ConfigError
+from arrears.store.tables import AccountRow, HistoryRow, NotificationRow, ProviderRow
+
+STATES = ("waiting", "pending", "sending", "sent", "failed", "skipped", "uncertain", "cancelled")
+# A person may send again what failed or may not have gone out, and call off what has not gone.
+RETRYABLE = ("failed", "uncertain")
+CANCELLABLE = ("pending", "waiting", "failed", "uncertain")
+
+
+@dataclass(frozen=True)
+class NotificationFilter:
+    provider: str | None = None  # provider key
+    account: str | None = None  # the provider's own account id
+    event: str | None = None
+    state: str | None = None
+    limit: int = 100
+
+
+def list_notifications(session: Session, f: NotificationFilter) -> list[dict[str, Any]]:
+    if f.state is not None and f.state not in STATES:
+        raise ConfigError("state", f"{f.state!r} is not one of: {', '.join(STATES)}")
+    stmt = (
+        select(NotificationRow, AccountRow.ext_id, ProviderRow.key)
+        .join(AccountRow, AccountRow.id == NotificationRow.account_id)
+        .join(ProviderRow, ProviderRow.id == NotificationRow.provider_id)
+        .order_by(NotificationRow.due_at.desc(), NotificationRow.id.desc())
+        .limit(f.limit)
+    )
+    if f.provider is not None:
+        stmt = stmt.where(ProviderRow.key == f.provider)
+    if f.account is not None:
+        stmt = stmt.where(AccountRow.ext_id == f.account)
+    if f.event is not None:
+        stmt = stmt.where(NotificationRow.event == f.event)
+    if f.state is not None:
+        stmt = stmt.where(NotificationRow.state == f.state)
+    return [as_json(row, account, provider) for row, account, provider in session.execute(stmt)]
+
+
+def as_json(row: NotificationRow, account: str, provider: str) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "provider": provider,
+        "account": account,
+        "event": row.event,
+        "channel": row.channel,
+        "to": row.to_address,
+        "service": row.service_ext_id,
+        "invoice": row.invoice_ext_id,
+        "state": row.state,
+        "reason": row.reason,
+        "due_at": row.due_at.isoformat(),
+        "attempts": row.attempts,
+        "next_attempt_at": row.next_attempt_at.isoformat() if row.next_attempt_at else None,
+        "sent_at": row.sent_at.isoformat() if row.sent_at else None,
+        "reference": row.reference,
+        "delivery": row.delivery,
+        "key": row.key,
+    }
+
+
+def retry(session: Session, notification_id: int, *, actor: str, now: datetime) -> NotificationRow:
+    """Send again, now: for a failed notice or one whose send was interrupted."""
+    row = _get(session, notification_id)
+    if row.state not in RETRYABLE:
+        raise ConfigError(
+            "state", f"notification {row.id} is {row.state}; only {', '.join(RETRYABLE)} can be retried"
+        )
+    row.state, row.next_attempt_at, row.reason = "pending", now, None
+    row.attempts = 0  # a fresh allowance of attempts, on a person's say-so
+    _note(session, row, now, actor, "retry")
+    return row
+
+
+def cancel(session: Session, notification_id: int, *, actor: str, now: datetime) -> NotificationRow:
+    row = _get(session, notification_id)
+    if row.state not in CANCELLABLE:
+        raise ConfigError(
+            "state", f"notification {row.id} is {row.state}; only {', '.join(CANCELLABLE)} can be cancelled"
+        )
+    row.state, row.reason = "cancelled", f"cancelled by {actor}"
+    _note(session, row, now, actor, "cancel")
+    return row
+
+
+def _get(session: Session, notification_id: int) -> NotificationRow:
+    row = session.get(NotificationRow, notification_id, with_for_update=True)
+    if row is None:
+        raise ConfigError("id", f"no notification {notification_id}")
+    return row
+
+
+def _note(session: Session, row: NotificationRow, now: datetime, actor: str, action: str) -> None:
+    session.add(
+        HistoryRow(
+            provider_id=row.provider_id,
+            account_id=row.account_id,
+            at=now,
+            kind="delivery",
+            data={
+                "event": row.event,
+                "channel": row.channel,
+                "to": row.to_address,
+                "state": row.state,
+                "detail": action,
+                "notification": row.id,
+            },
+            actor=actor,
+        )
+    )

@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test lint typecheck unit bench crash clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,12 @@ unit: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m arrears.bench --accounts $${ACCOUNTS:-100000} $${BENCH_ARGS:-} --json
+
+# Workers killed with SIGKILL while delivering a few thousand notices (PostgreSQL).
+# `make test` runs the same test with fewer accounts.
+crash: $(STAMP)
+	ARREARS_CRASH_ACCOUNTS=$${ACCOUNTS:-2500} ARREARS_REQUIRE_POSTGRES=1 \
+		$(BIN)/python -m pytest -q -s tests/integration/test_delivery_crash.py
 
 clean:
 	rm -rf $(VENV) arrears.db arrears-demo.db* .pytest_cache .mypy_cache .ruff_cache

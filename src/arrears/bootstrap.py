@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from arrears.channels.base import Channel
 from arrears.engine.provisioning import LogAdapter, ProvisioningAdapter, ProvisioningDispatcher
@@ -24,6 +26,8 @@ class Settings:
     email_from: str = "arrears@localhost"
     sms_from: str = "arrears"
     max_delivery_attempts: int = 8
+    # How long a dispatcher's claim on a notification lasts before another may reconcile it.
+    delivery_claim_s: float = 600.0
 
     @classmethod
     def from_env(cls, database_url_override: str | None = None) -> Settings:
@@ -36,6 +40,7 @@ class Settings:
             email_from=env.get("ARREARS_EMAIL_FROM", "arrears@localhost"),
             sms_from=env.get("ARREARS_SMS_FROM", "arrears"),
             max_delivery_attempts=int(env.get("ARREARS_DELIVERY_ATTEMPTS", "8")),
+            delivery_claim_s=float(env.get("ARREARS_DELIVERY_CLAIM", "600")),
         )
 
 
@@ -63,11 +68,17 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def notification_dispatcher(settings: Settings, db: Database) -> NotificationDispatcher:
+def notification_dispatcher(
+    settings: Settings, db: Database, clock: Callable[[], datetime]
+) -> NotificationDispatcher:
     return NotificationDispatcher(
         db,
         channels(settings),
         worker=worker_name(),
-        policy=DeliveryPolicy(max_attempts=settings.max_delivery_attempts),
+        policy=DeliveryPolicy(
+            max_attempts=settings.max_delivery_attempts,
+            claim_for=timedelta(seconds=settings.delivery_claim_s),
+        ),
         senders=Senders(email=settings.email_from, sms=settings.sms_from),
+        clock=clock,
     )

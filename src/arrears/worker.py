@@ -175,7 +175,7 @@ class Worker:
         )
         delivered: dict[str, int] = {}
         if self.notifications is not None and not self.stop():
-            delivered = self.notifications.run(self.clock(), should_stop=self.stop).as_dict()
+            delivered = self.notifications.run(should_stop=self.stop).as_dict()
         self._log("due", t0, due, provisioning=provisioned, notifications=delivered)
 
     def _log(self, kind: str, t0: float, result: PassResult, **extra: Any) -> None:
@@ -216,7 +216,7 @@ def run_worker(settings: Settings, interval: float | None = None, once: bool = F
         # Accounts per transaction; an operational knob (and a way for tests to make
         # several workers interleave on few accounts).
         batch = int(os.environ.get("ARREARS_SCAN_BATCH", BATCH))
-        worker = Worker(db, every, batch=batch, notifications=notification_dispatcher(settings, db))
+        worker = Worker(db, every, batch=batch, notifications=notification_dispatcher(settings, db, utcnow))
         with worker.stop.on_signals():
             log.info(_fmt({"event": "started", "interval_s": every, "database": _safe_url(db.url)}))
             code = worker.run(once=once)

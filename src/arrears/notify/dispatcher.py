@@ -33,9 +33,9 @@ from sqlalchemy.orm import Session
 
 from arrears.channels.base import Channel, LogFailed, Message, Outcome, Result
 from arrears.domain.events import LATE_LIMIT, QuietHours
-from arrears.notify.facts import NoticeData, load_notice_data, still_true
+from arrears.notify.facts import NoticeData, load_notice_batch, still_true
 from arrears.notify.rendering import render_notice
-from arrears.notify.templates import TemplateError
+from arrears.notify.templates import TemplateError, TemplateSource
 from arrears.store.db import Database
 from arrears.store.tables import (
     EventMappingRow,
@@ -166,8 +166,7 @@ class NotificationDispatcher:
             outcomes = self._send(self.channels[name], [c.message for c in items], progress)
             if outcomes is not None:
                 try:
-                    for i, outcome in enumerate(outcomes):
-                        progress.outcome(i, outcome)  # those the channel did not report as it went
+                    progress.finish(outcomes)
                 except LogFailed:
                     log.exception("recording delivery outcomes failed; reconciliation will finish them")
             self._receipts(name)
@@ -224,14 +223,23 @@ class NotificationDispatcher:
             if self.db.is_postgres:
                 stmt = stmt.with_for_update(skip_locked=True)
             rows = session.scalars(stmt).all()
-            providers: dict[int, _ProviderInfo] = {}
+            providers = {pid: _provider_info(session, pid) for pid in {r.provider_id for r in rows}}
+            data = load_notice_batch(
+                session,
+                [r for r in rows if r.channel != "note"],
+                {p: i.row for p, i in providers.items()},
+                now,
+            )
+            templates: dict[tuple[int, str, str], TemplateSource] = {}
+            prepared: list[tuple[NotificationRow, NotificationAttemptRow, Message]] = []
             for row in rows:
-                info = providers.get(row.provider_id) or providers.setdefault(
-                    row.provider_id, _provider_info(session, row.provider_id)
-                )
-                item = self._prepare(session, row, info, now, report)
-                if item is not None:
-                    claimed.append(item)
+                ready = self._prepare(session, row, providers[row.provider_id], data, templates, now, report)
+                if ready is not None:
+                    prepared.append(ready)
+            session.flush()  # the attempts' ids, in one statement
+            claimed = [
+                _Claimed(row.id, attempt.id, row.channel, message) for row, attempt, message in prepared
+            ]
         return claimed
 
     def _prepare(
@@ -239,15 +247,17 @@ class NotificationDispatcher:
         session: Session,
         row: NotificationRow,
         info: _ProviderInfo,
+        loaded: dict[int, NoticeData],
+        templates: dict[tuple[int, str, str], TemplateSource],
         now: datetime,
         report: DeliveryReport,
-    ) -> _Claimed | None:
+    ) -> tuple[NotificationRow, NotificationAttemptRow, Message] | None:
         if row.channel == "note":
             # The note was written with the decision; nothing leaves arrears.
             row.state, row.sent_at = "sent", now
             report.sent += 1
             return None
-        data = load_notice_data(session, row, info.row, now)
+        data = loaded[row.id]
         reason = still_true(row, data)
         if (
             reason is None
@@ -270,7 +280,7 @@ class NotificationDispatcher:
                 report.deferred += 1
                 return None
         try:
-            rendered = render_notice(session, row, data, info.row, now)
+            rendered = render_notice(session, row, data, info.row, now, templates)
         except (TemplateError, ValueError) as exc:
             # Templates are checked when saved; one failing here (a value the sample
             # lacked) is the provider's to fix, not something a retry would cure.
@@ -290,7 +300,6 @@ class NotificationDispatcher:
             notification_id=row.id, number=row.attempts, worker=self.worker, started_at=now
         )
         session.add(attempt)
-        session.flush()
         message = Message(
             key=row.key,
             to=row.to_address,
@@ -299,7 +308,7 @@ class NotificationDispatcher:
             subject=rendered.subject,
             html=rendered.html,
         )
-        return _Claimed(row.id, attempt.id, row.channel, message)
+        return row, attempt, message
 
     # -- 3. send ---------------------------------------------------------------------
 
@@ -325,50 +334,71 @@ class NotificationDispatcher:
 
     # -- 4. record -------------------------------------------------------------------
 
-    def _committing(self, item: _Claimed, now: datetime) -> None:
-        """Mark the attempt irrevocable and renew the claim, or refuse if the claim was lost."""
-        with self.db.transaction() as session:
-            renewed = session.execute(
-                update(NotificationRow)
-                .where(
-                    NotificationRow.id == item.notification_id,
-                    NotificationRow.state == "sending",
-                    NotificationRow.claimed_by == self.worker,
-                )
-                .values(claimed_until=self._now(None if self.clock else now) + self.policy.claim_for)
-            )
-            if renewed.rowcount != 1:  # type: ignore[attr-defined]
-                raise RuntimeError(f"notification {item.notification_id}: claim lost; not sending")
-            session.execute(
-                update(NotificationAttemptRow)
-                .where(NotificationAttemptRow.id == item.attempt_id)
-                .values(phase="committing")
-            )
+    def _progress(
+        self,
+        now: datetime,
+        outcomes: Sequence[tuple[_Claimed, Outcome]],
+        report: DeliveryReport,
+        committing: _Claimed | None = None,
+    ) -> None:
+        """Record outcomes, and mark `committing` irrevocable, in one transaction.
 
-    def _record_one(self, item: _Claimed, outcome: Outcome, now: datetime, report: DeliveryReport) -> None:
+        Recording the previous message's outcome together with the next one's
+        mark halves the commits of a batch; a crash between them leaves that
+        outcome unknown, i.e. `uncertain`, never sent twice.
+        """
         with self.db.transaction() as session:
-            row = session.get(NotificationRow, item.notification_id, with_for_update=self.db.is_postgres)
-            if row is None or row.state != "sending" or row.claimed_by != self.worker:
-                return  # reconciled by another dispatcher meanwhile: its verdict stands
-            attempt = session.get_one(NotificationAttemptRow, item.attempt_id)
-            attempt.finished_at, attempt.result, attempt.detail = now, outcome.result.value, outcome.detail
-            row.claimed_by = row.claimed_until = None
-            if outcome.result is Result.SENT:
-                row.state, row.sent_at, row.reference, row.reason = "sent", now, outcome.reference, None
-                report.sent += 1
-                _history(session, row, now, "sent", outcome.detail)
-            elif outcome.result is Result.RETRY and row.attempts < self.policy.max_attempts:
-                row.state, row.reason = "pending", outcome.detail[:200] or None
-                row.next_attempt_at = now + self.policy.retry_delay(row.attempts, self.rng)
-                report.retried += 1
+            for item, outcome in outcomes:
+                self._record_one(session, item, outcome, now, report)
+            if committing is not None:
+                renewed = session.execute(
+                    update(NotificationRow)
+                    .where(
+                        NotificationRow.id == committing.notification_id,
+                        NotificationRow.state == "sending",
+                        NotificationRow.claimed_by == self.worker,
+                    )
+                    .values(claimed_until=self._now(None if self.clock else now) + self.policy.claim_for)
+                )
+                if renewed.rowcount != 1:  # type: ignore[attr-defined]
+                    raise RuntimeError(f"notification {committing.notification_id}: claim lost; not sending")
+                session.execute(
+                    update(NotificationAttemptRow)
+                    .where(NotificationAttemptRow.id == committing.attempt_id)
+                    .values(phase="committing")
+                )
+
+    def _committing(self, item: _Claimed, now: datetime) -> None:
+        self._progress(now, [], DeliveryReport(), committing=item)
+
+    def _record_one(
+        self, session: Session, item: _Claimed, outcome: Outcome, now: datetime, report: DeliveryReport
+    ) -> None:
+        row = session.get(NotificationRow, item.notification_id, with_for_update=self.db.is_postgres)
+        if row is None or row.state != "sending" or row.claimed_by != self.worker:
+            return  # reconciled by another dispatcher meanwhile: its verdict stands
+        session.execute(
+            update(NotificationAttemptRow)
+            .where(NotificationAttemptRow.id == item.attempt_id)
+            .values(finished_at=now, result=outcome.result.value, detail=outcome.detail)
+        )
+        row.claimed_by = row.claimed_until = None
+        if outcome.result is Result.SENT:
+            row.state, row.sent_at, row.reference, row.reason = "sent", now, outcome.reference, None
+            report.sent += 1
+            _history(session, row, now, "sent", outcome.detail)
+        elif outcome.result is Result.RETRY and row.attempts < self.policy.max_attempts:
+            row.state, row.reason = "pending", outcome.detail[:200] or None
+            row.next_attempt_at = now + self.policy.retry_delay(row.attempts, self.rng)
+            report.retried += 1
+        else:
+            if outcome.result is Result.RETRY:
+                reason = f"gave up after {row.attempts} attempts: {outcome.detail}"
             else:
-                if outcome.result is Result.RETRY:
-                    reason = f"gave up after {row.attempts} attempts: {outcome.detail}"
-                else:
-                    reason = outcome.detail or "refused"
-                row.state, row.reason = "failed", reason[:200]
-                report.failed += 1
-                _history(session, row, now, "failed", reason)
+                reason = outcome.detail or "refused"
+            row.state, row.reason = "failed", reason[:200]
+            report.failed += 1
+            _history(session, row, now, "failed", reason)
 
     def _receipts(self, channel_name: str) -> None:
         receipts = self.channels[channel_name].receipts()
@@ -388,7 +418,7 @@ class NotificationDispatcher:
 
 
 class _Progress:
-    """The SendLog of one batch: each step is committed before the channel goes on."""
+    """The SendLog of one batch: nothing goes on before the step before it is committed."""
 
     def __init__(
         self,
@@ -402,21 +432,29 @@ class _Progress:
         self.now = now
         self.report = report
         self.recorded: set[int] = set()
+        self.unrecorded: list[tuple[int, Outcome]] = []
 
     def committing(self, index: int) -> None:
-        try:
-            self.dispatcher._committing(self.items[index], self.now)
-        except Exception as exc:
-            raise LogFailed(exc) from exc
+        self._flush(committing=self.items[index])
 
     def outcome(self, index: int, outcome: Outcome) -> None:
-        if index in self.recorded:
-            return
+        if index not in self.recorded and all(i != index for i, _ in self.unrecorded):
+            self.unrecorded.append((index, outcome))
+
+    def finish(self, outcomes: Sequence[Outcome]) -> None:
+        """The batch is over: record every outcome not recorded yet."""
+        for i, outcome in enumerate(outcomes):
+            self.outcome(i, outcome)
+        self._flush()
+
+    def _flush(self, committing: _Claimed | None = None) -> None:
+        pending = [(self.items[i], o) for i, o in self.unrecorded]
         try:
-            self.dispatcher._record_one(self.items[index], outcome, self.now, self.report)
+            self.dispatcher._progress(self.now, pending, self.report, committing)
         except Exception as exc:
             raise LogFailed(exc) from exc
-        self.recorded.add(index)
+        self.recorded.update(i for i, _ in self.unrecorded)
+        self.unrecorded = []
 
 
 def _provider_info(session: Session, provider_id: int) -> _ProviderInfo:

@@ -7,6 +7,8 @@ it is sent, not only when the engine recorded it.
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -89,10 +91,71 @@ def load_notice_data(
     return NoticeData(account, contact, service, invoice, figures)
 
 
+def load_notice_batch(
+    session: Session, rows: Sequence[NotificationRow], providers: dict[int, ProviderRow], now: datetime
+) -> dict[int, NoticeData]:
+    """`load_notice_data` for many notifications in five queries; keyed by notification id."""
+    account_ids = {r.account_id for r in rows}
+    if not account_ids:
+        return {}
+    accounts = {a.id: a for a in session.scalars(select(AccountRow).where(AccountRow.id.in_(account_ids)))}
+    open_by_account: dict[int, list[InvoiceRow]] = defaultdict(list)
+    for inv in session.scalars(
+        select(InvoiceRow)
+        .where(InvoiceRow.account_id.in_(account_ids), InvoiceRow.status == "open")
+        .order_by(InvoiceRow.due_date, InvoiceRow.id)
+    ):
+        open_by_account[inv.account_id].append(inv)
+    contacts_by_account: dict[int, list[ContactRow]] = defaultdict(list)
+    for c in session.scalars(
+        select(ContactRow).where(ContactRow.account_id.in_(account_ids)).order_by(ContactRow.id)
+    ):
+        contacts_by_account[c.account_id].append(c)
+    service_ids = {r.service_ext_id for r in rows if r.service_ext_id is not None}
+    services = {
+        (s.provider_id, s.ext_id): s
+        for s in session.scalars(select(ServiceRow).where(ServiceRow.account_id.in_(account_ids)))
+        if s.ext_id in service_ids
+    }
+    invoice_ids = {r.invoice_ext_id for r in rows if r.invoice_ext_id is not None}
+    invoices: dict[tuple[int, str], InvoiceRow] = {}
+    if invoice_ids:
+        invoices = {
+            (i.provider_id, i.ext_id): i
+            for i in session.scalars(
+                select(InvoiceRow).where(
+                    InvoiceRow.account_id.in_(account_ids), InvoiceRow.ext_id.in_(invoice_ids)
+                )
+            )
+        }
+    out: dict[int, NoticeData] = {}
+    for r in rows:
+        provider = providers[r.provider_id]
+        domain = [_domain_invoice(i) for i in open_by_account[r.account_id]]
+        out[r.id] = NoticeData(
+            accounts[r.account_id],
+            _pick_contact(contacts_by_account[r.account_id], r),
+            services.get((r.provider_id, r.service_ext_id)) if r.service_ext_id is not None else None,
+            invoices.get((r.provider_id, r.invoice_ext_id)) if r.invoice_ext_id is not None else None,
+            figures_at(domain, now, ZoneInfo(provider.timezone)),
+        )
+    return out
+
+
+def _domain_invoice(i: InvoiceRow) -> Invoice:
+    return Invoice(
+        i.ext_id, i.issued_at, i.due_date, i.amount, i.balance, InvoiceStatus(i.status), i.disputed
+    )
+
+
 def _contact(session: Session, row: NotificationRow) -> ContactRow | None:
     contacts = session.scalars(
         select(ContactRow).where(ContactRow.account_id == row.account_id).order_by(ContactRow.id)
     ).all()
+    return _pick_contact(contacts, row)
+
+
+def _pick_contact(contacts: Sequence[ContactRow], row: NotificationRow) -> ContactRow | None:
     for c in contacts:
         address = c.email if row.channel == "email" else c.phone
         if row.to_address is not None and address == row.to_address:

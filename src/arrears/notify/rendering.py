@@ -130,9 +130,20 @@ def preview(
 
 
 def render_notice(
-    session: Session, row: NotificationRow, data: NoticeData, provider: ProviderRow, now: datetime
+    session: Session,
+    row: NotificationRow,
+    data: NoticeData,
+    provider: ProviderRow,
+    now: datetime,
+    cache: dict[tuple[int, str, str], TemplateSource] | None = None,
 ) -> Rendered:
-    source = template_for(session, provider.id, row.event, row.channel)
+    """The notice as the customer will read it; `cache` spares a lookup per notice in a batch."""
+    key = (provider.id, row.event, row.channel)
+    source = cache.get(key) if cache is not None else None
+    if source is None:
+        source = template_for(session, provider.id, row.event, row.channel)
+        if cache is not None:
+            cache[key] = source
     return render(source, build_context(notice_facts(row, data, provider, now)))
 
 

@@ -257,7 +257,7 @@ def test_note_channel_is_delivered_without_a_transport(db: Database) -> None:
     setup_provider(db, channels=("note",))
     reach(db, NOTICE_AT)
     d = NotificationDispatcher(db, {}, worker="w")
-    assert d.run(NOTICE_AT).sent == 1
+    assert d.run(NOTICE_AT).noted == 1
     [row] = notifications(db)
     assert row.state == "sent"
 
@@ -411,3 +411,52 @@ def test_a_crash_mid_send_is_retried_where_the_gateway_drops_repeats(
     assert (report.requeued, report.sent, report.uncertain) == (1, 1, 0)
     [row] = notifications(db)
     assert row.state == "sent"
+
+
+# after_provisioning: the customer hears of a suspension only once the network changed ---
+
+
+def test_a_notice_waiting_for_provisioning_goes_out_only_after_confirmation(
+    db: Database, server: Server
+) -> None:
+    from arrears.bootstrap import provisioning_dispatcher
+    from arrears.engine.service import run_provisioning
+    from arrears.store.tables import ProvisioningRequestRow
+
+    t = datetime(2026, 4, 1, 10, 0, tzinfo=SYDNEY).astimezone(UTC)
+    with db.transaction() as s:
+        p = create_provider(s, key="p1", timezone="Australia/Sydney", currency="AUD", now=START)
+        inputs = Inputs.open(s, p.id, t)
+        inputs.put_rule_set(
+            {"min_overdue_amount": "50.00", "min_overdue_days": 14, "restore_threshold": "0"}, START
+        )
+        events = {"auto_suspend": {"channels": ["email"], "after_provisioning": True}}
+        inputs.put_mappings(parse_mappings(events, sms=False, since=START))
+        inputs.put_account(
+            {
+                "id": "A0",
+                "contacts": [{"role": "primary", "name": "Jo", "email": "jo@example.com"}],
+                "services": [{"id": "S0", "type": "nbn"}],
+            }
+        )
+        inputs.put_invoice(
+            {"id": "I0", "account": "A0", "amount": "99.00", "due": "2026-03-01", "issued_at": START}
+        )
+        inputs.settle()
+    [row] = notifications(db)
+    assert (row.event, row.state) == ("auto_suspend", "waiting")
+
+    d = dispatcher(db, email_channel(server))
+    assert d.run(t + timedelta(minutes=1)).handled == 0
+    assert server.handler.received == []  # the network has not changed yet
+
+    run_provisioning(db, provisioning_dispatcher(), t + timedelta(minutes=2))
+    with db.transaction() as s:
+        request = s.scalars(select(ProvisioningRequestRow)).one()
+        assert request.state == "confirmed"
+    assert d.run(t + timedelta(minutes=3)).sent == 1
+    [got] = server.handler.received
+    body = got.parsed().get_body(("plain",))
+    assert body is not None and "S0" in body.get_content()
+    [row] = notifications(db)
+    assert row.state == "sent" and row.sent_at is not None and row.sent_at >= request.updated_at

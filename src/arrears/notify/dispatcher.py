@@ -69,6 +69,7 @@ class DeliveryPolicy:
 @dataclass
 class DeliveryReport:
     sent: int = 0
+    noted: int = 0  # note-channel notices: written with the decision, marked done here
     retried: int = 0
     failed: int = 0
     skipped: int = 0
@@ -255,7 +256,7 @@ class NotificationDispatcher:
         if row.channel == "note":
             # The note was written with the decision; nothing leaves arrears.
             row.state, row.sent_at = "sent", now
-            report.sent += 1
+            report.noted += 1
             return None
         data = loaded[row.id]
         reason = still_true(row, data)

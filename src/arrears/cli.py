@@ -179,11 +179,12 @@ def notifications_retry(
     ctx: typer.Context,
     notification_id: Annotated[int, typer.Argument(help="The notification's id")],
     actor: Annotated[str, typer.Option(help="Who asks (recorded in the history)")] = "operator",
+    database_url: DatabaseOpt = None,
 ) -> None:
     """Send a failed or interrupted notification again at the next delivery round."""
     from arrears.cli_notifications import change_command
 
-    raise typer.Exit(change_command(ctx.obj, "retry", notification_id, actor))
+    raise typer.Exit(change_command(database_url or ctx.obj, "retry", notification_id, actor))
 
 
 @notifications_app.command("cancel")
@@ -191,11 +192,142 @@ def notifications_cancel(
     ctx: typer.Context,
     notification_id: Annotated[int, typer.Argument(help="The notification's id")],
     actor: Annotated[str, typer.Option(help="Who asks (recorded in the history)")] = "operator",
+    database_url: DatabaseOpt = None,
 ) -> None:
     """Call off a notification that has not gone out (or may not have)."""
     from arrears.cli_notifications import change_command
 
-    raise typer.Exit(change_command(ctx.obj, "cancel", notification_id, actor))
+    raise typer.Exit(change_command(database_url or ctx.obj, "cancel", notification_id, actor))
+
+
+templates_app = typer.Typer(
+    no_args_is_help=True,
+    help="A provider's notice templates: list, show, set (checked first), preview, reset.",
+)
+app.add_typer(templates_app, name="templates")
+
+TemplateProviderOpt = Annotated[
+    str | None,
+    typer.Option("--provider", help="The provider (its key); may be left out when the database has only one"),
+]
+EventArg = Annotated[str, typer.Argument(help="The event, e.g. invoice_overdue")]
+ChannelArg = Annotated[str, typer.Argument(help="email or sms")]
+TemplateJsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON")]
+SubjectOpt = Annotated[
+    str | None,
+    typer.Option("--subject", help="Email subject template (default: keep the current template's)"),
+]
+HtmlFileOpt = Annotated[
+    str | None, typer.Option("--html-file", help="File with the email's HTML body template (optional)")
+]
+
+
+@templates_app.command("list")
+def templates_list(
+    database_url: DatabaseOpt = None, provider: TemplateProviderOpt = None, json_out: TemplateJsonOpt = False
+) -> None:
+    """Every event and channel: the provider's own template, or the default."""
+    from arrears.cli_templates import list_command
+
+    raise typer.Exit(list_command(database_url, provider=provider, as_json=json_out))
+
+
+@templates_app.command("show")
+def templates_show(
+    event: EventArg,
+    channel: ChannelArg,
+    database_url: DatabaseOpt = None,
+    provider: TemplateProviderOpt = None,
+    json_out: TemplateJsonOpt = False,
+) -> None:
+    """The template in effect (subject, text, html), as written."""
+    from arrears.cli_templates import show_command
+
+    raise typer.Exit(
+        show_command(database_url, provider=provider, event=event, channel=channel, as_json=json_out)
+    )
+
+
+@templates_app.command("set")
+def templates_set(
+    event: EventArg,
+    channel: ChannelArg,
+    text_file: Annotated[
+        str, typer.Option("--text-file", help="File with the text (or SMS) template; - for stdin")
+    ],
+    subject: SubjectOpt = None,
+    html_file: HtmlFileOpt = None,
+    actor: Annotated[str, typer.Option(help="Who changes it (recorded with the template)")] = "operator",
+    database_url: DatabaseOpt = None,
+    provider: TemplateProviderOpt = None,
+) -> None:
+    """Save the provider's own template, once it renders against a sample of its event.
+
+    Exit status 2 when it does not, with the field and line on stderr.
+    """
+    from arrears.cli_templates import set_command
+
+    raise typer.Exit(
+        set_command(
+            database_url,
+            provider=provider,
+            event=event,
+            channel=channel,
+            text_file=text_file,
+            subject=subject,
+            html_file=html_file,
+            actor=actor,
+        )
+    )
+
+
+@templates_app.command("preview")
+def templates_preview(
+    event: EventArg,
+    channel: ChannelArg,
+    account: Annotated[
+        str | None, typer.Option(help="Render for this account (the provider's id) instead of a sample")
+    ] = None,
+    text_file: Annotated[
+        str | None, typer.Option("--text-file", help="Preview this unsaved text (or SMS) template instead")
+    ] = None,
+    subject: SubjectOpt = None,
+    html_file: HtmlFileOpt = None,
+    html: Annotated[bool, typer.Option("--html", help="Print the rendered HTML body too")] = False,
+    database_url: DatabaseOpt = None,
+    provider: TemplateProviderOpt = None,
+    json_out: TemplateJsonOpt = False,
+) -> None:
+    """Render the template in effect (or an unsaved one) for a real account or a sample."""
+    from arrears.cli_templates import preview_command
+
+    raise typer.Exit(
+        preview_command(
+            database_url,
+            provider=provider,
+            event=event,
+            channel=channel,
+            account=account,
+            text_file=text_file,
+            subject=subject,
+            html_file=html_file,
+            show_html=html,
+            as_json=json_out,
+        )
+    )
+
+
+@templates_app.command("reset")
+def templates_reset(
+    event: EventArg,
+    channel: ChannelArg,
+    database_url: DatabaseOpt = None,
+    provider: TemplateProviderOpt = None,
+) -> None:
+    """Delete the provider's own template: arrears' default applies again."""
+    from arrears.cli_templates import reset_command
+
+    raise typer.Exit(reset_command(database_url, provider=provider, event=event, channel=channel))
 
 
 def _safe_url(url: str) -> str:

@@ -15,6 +15,11 @@ from arrears.config import ConfigError
 from arrears.notify import service
 
 
+def _error(message: str) -> None:
+    # Plain text: rich would wrap it at 80 columns and read [...] as markup.
+    sys.stderr.write(f"{message}\n")
+
+
 def list_command(
     database_url: str | None,
     *,
@@ -25,18 +30,17 @@ def list_command(
     limit: int,
     as_json: bool,
 ) -> int:
-    err = Console(stderr=True)
     db = database(Settings.from_env(database_url))
     try:
         if not inspect(db.engine).has_table("notifications"):
-            err.print("no arrears schema here: run `arrears db upgrade` first")
+            _error("error: no arrears schema here: run `arrears db upgrade` first")
             return 2
         f = service.NotificationFilter(provider, account, event, state, limit)
         try:
             with db.transaction() as session:
                 rows = service.list_notifications(session, f)
         except ConfigError as exc:
-            err.print(f"error: --{exc.field}: {exc.message}")
+            _error(f"error: --{exc.field}: {exc.message}")
             return 2
     finally:
         db.dispose()
@@ -45,7 +49,7 @@ def list_command(
         sys.stdout.write("\n")
         return 0
     table = Table(title=f"Notifications ({len(rows)}, newest first)")
-    for column in ("id", "account", "event", "channel", "to", "due", "state", "attempts", "reason"):
+    for column in ("id", "account", "event", "channel", "to", "due (UTC)", "state", "attempts", "reason"):
         table.add_column(column, overflow="fold")
     for r in rows:
         table.add_row(
@@ -64,16 +68,18 @@ def list_command(
 
 
 def change_command(database_url: str | None, action: str, notification_id: int, actor: str) -> int:
-    err = Console(stderr=True)
     db = database(Settings.from_env(database_url))
     now = datetime.now(UTC)
     try:
+        if not inspect(db.engine).has_table("notifications"):
+            _error("error: no arrears schema here: run `arrears db upgrade` first")
+            return 2
         with db.transaction() as session:
             change = service.retry if action == "retry" else service.cancel
             row = change(session, notification_id, actor=actor, now=now)
             state = row.state
     except ConfigError as exc:
-        err.print(f"error: {exc}")
+        _error(f"error: {exc}")
         return 2
     finally:
         db.dispose()

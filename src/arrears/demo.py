@@ -1502,6 +1502,14 @@ def run_demo(
         err.print("[red]--accounts and --days must be at least 1[/red]")
         return 2
     try:
+        # Checked before anything is built or reset: a typo must cost nothing.
+        smtp_channel = channel_from_url(smtp) if smtp else None
+        if smtp_channel is not None and smtp_channel.name != "email":
+            raise ValueError(f"{redact(smtp or '')} is not an smtp:// or smtps:// URL")
+    except ValueError as exc:
+        err.print(f"--smtp: {exc}", markup=False)
+        return 2
+    try:
         url = choose_database(database_url)
     except DemoError as exc:
         err.print(f"[red]{exc}[/red]")
@@ -1518,7 +1526,12 @@ def run_demo(
                 f"{len(world.feeds)} billing and operator inputs over {days} days"
             )
         run.setup()
-        delivery = _email_delivery(db, smtp) if smtp else None
+        # The demo's emails through a real SMTP server; SMS stay recorded (no gateway here).
+        delivery = (
+            _Delivery(NotificationDispatcher(db, {"email": smtp_channel}, worker="demo"))
+            if smtp_channel
+            else None
+        )
         with _progress(days, enabled=True) as on_day:
             run.simulate(on_day, deliver=delivery.deliver if delivery else None)
         elapsed = _time.perf_counter() - started
@@ -1526,9 +1539,6 @@ def run_demo(
         if delivery is not None:
             delivery.dispatcher.close()
             summary["delivery"] = {"smtp": redact(smtp or ""), **delivery.report.as_dict()}
-    except ValueError as exc:  # a bad --smtp URL
-        err.print(f"[red]--smtp: {exc}[/red]")
-        return 2
     finally:
         db.dispose()
     summary["seed"] = seed
@@ -1552,14 +1562,6 @@ class _Delivery:
 
     def deliver(self, now: datetime) -> None:
         self.report.add(self.dispatcher.run(now))
-
-
-def _email_delivery(db: Database, url: str) -> _Delivery:
-    """The demo's emails through a real SMTP server; SMS stay recorded (no gateway here)."""
-    channel = channel_from_url(url)
-    if channel.name != "email":
-        raise ValueError(f"{redact(url)} is not an smtp:// or smtps:// URL")
-    return _Delivery(NotificationDispatcher(db, {"email": channel}, worker="demo"))
 
 
 __all__ = ["build_world", "run_demo"]

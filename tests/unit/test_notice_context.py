@@ -231,6 +231,20 @@ def test_payment_link_amount_is_the_account_total_outside_invoice_events() -> No
     assert ctx["payment_link"] == "https://pay.example.com/A1?amount=10.00&invoice="
 
 
+def test_amounts_read_back_from_storage_keep_the_currency_precision() -> None:
+    """Stored money comes back normalised (47.4, 100): links and *_value show 47.40, 100.00."""
+    facts = replace(
+        _facts("A1", "I1", "https://pay.example.com/{account}?amount={amount}"),
+        account=AccountFacts("A1", "N", "active", Decimal("100"), Decimal("47.4"), 3),
+        invoice=InvoiceFacts("I1", Decimal("100"), Decimal("47.4"), date(2025, 3, 29), NOW),
+    )
+    ctx = build_context(facts)
+    assert ctx["payment_link"] == "https://pay.example.com/A1?amount=47.40"
+    assert ctx["invoice"]["balance_value"] == "47.40"
+    assert ctx["invoice"]["amount_value"] == "100.00"
+    assert ctx["account"]["total_owing_value"] == "100.00"
+
+
 def test_unknown_placeholder_is_named() -> None:
     with pytest.raises(PaymentLinkError, match=r"unknown placeholder \{acount\}"):
         check_payment_link("https://pay.example.com/{acount}")

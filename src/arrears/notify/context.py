@@ -20,7 +20,7 @@ from babel.dates import format_date, format_time, get_datetime_format
 from babel.numbers import format_currency
 
 from arrears.domain.events import EventKind
-from arrears.domain.money import check_currency, quantize
+from arrears.domain.money import check_currency, fmt, quantize
 
 INVOICE_EVENTS = frozenset({EventKind.INVOICE_DUE, EventKind.INVOICE_OVERDUE})
 SERVICE_EVENTS = frozenset({EventKind.AUTO_SUSPEND, EventKind.AUTO_UNSUSPEND})
@@ -165,7 +165,7 @@ def fill_payment_link(
     values = {
         "account": account,
         "invoice": invoice or "",
-        "amount": str(amount),
+        "amount": fmt(amount, currency),  # 47.40, not the stored 47.4
         "currency": currency,
     }
 
@@ -219,8 +219,8 @@ def build_context(facts: NoticeFacts) -> dict[str, Any]:
             "status": str(account.status),
             "total_owing": format_amount(account.total_owing, provider),
             "overdue_balance": format_amount(account.overdue_balance, provider),
-            "total_owing_value": str(account.total_owing),
-            "overdue_balance_value": str(account.overdue_balance),
+            "total_owing_value": fmt(account.total_owing, provider.currency),
+            "overdue_balance_value": fmt(account.overdue_balance, provider.currency),
             "days_overdue": int(account.days_overdue),
         },
         "contact": contact,
@@ -236,8 +236,8 @@ def build_context(facts: NoticeFacts) -> dict[str, Any]:
                 "id": invoice.id,
                 "amount": format_amount(invoice.amount, provider),
                 "balance": format_amount(invoice.balance, provider),
-                "amount_value": str(invoice.amount),
-                "balance_value": str(invoice.balance),
+                "amount_value": fmt(invoice.amount, provider.currency),
+                "balance_value": fmt(invoice.balance, provider.currency),
                 "due_date": format_day(invoice.due, provider),
                 "due_date_iso": invoice.due.isoformat(),
                 "issued": format_day(invoice.issued_at.astimezone(provider.tz).date(), provider),

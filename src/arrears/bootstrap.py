@@ -28,6 +28,9 @@ class Settings:
     max_delivery_attempts: int = 8
     # How long a dispatcher's claim on a notification lasts before another may reconcile it.
     delivery_claim_s: float = 600.0
+    # The worker's /healthz and /metrics; a negative port turns them off.
+    ops_host: str = "127.0.0.1"
+    ops_port: int | None = 9464
 
     @classmethod
     def from_env(cls, database_url_override: str | None = None) -> Settings:
@@ -41,6 +44,8 @@ class Settings:
             sms_from=env.get("ARREARS_SMS_FROM", "arrears"),
             max_delivery_attempts=int(env.get("ARREARS_DELIVERY_ATTEMPTS", "8")),
             delivery_claim_s=float(env.get("ARREARS_DELIVERY_CLAIM", "600")),
+            ops_host=env.get("ARREARS_OPS_HOST", "127.0.0.1"),
+            ops_port=int(env.get("ARREARS_OPS_PORT", "9464")),
         )
 
 

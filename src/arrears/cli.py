@@ -107,12 +107,18 @@ def worker(
         float | None, typer.Option(help="Seconds between scans (default $ARREARS_SCAN_INTERVAL or 60)")
     ] = None,
     once: Annotated[bool, typer.Option(help="Run one scan and the dispatchers, then stop")] = False,
+    ops_port: Annotated[
+        int | None,
+        typer.Option(help="Port of /healthz and /metrics (default $ARREARS_OPS_PORT or 9464; -1: off)"),
+    ] = None,
 ) -> None:
     """Run the scanner and the dispatchers until stopped (SIGTERM/SIGINT stop gracefully)."""
     from arrears.bootstrap import Settings
     from arrears.worker import run_worker
 
-    raise typer.Exit(run_worker(Settings.from_env(database_url), interval=interval, once=once))
+    raise typer.Exit(
+        run_worker(Settings.from_env(database_url), interval=interval, once=once, ops_port=ops_port)
+    )
 
 
 @app.command()

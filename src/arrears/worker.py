@@ -31,6 +31,16 @@ from arrears.domain.clock import local_date, parse_local
 from arrears.engine.scan import BATCH, PlanEntry, ScanResult, due_pass, full_pass
 from arrears.engine.service import PassResult, run_provisioning
 from arrears.notify.dispatcher import NotificationDispatcher
+from arrears.ops import logs
+from arrears.ops.http import Health, OpsServer
+from arrears.ops.metrics import (
+    DECISIONS,
+    SCAN_SECONDS,
+    TICKS,
+    register_queue_depths,
+    unregister_queue_depths,
+)
+from arrears.ops.wakeup import Waker
 from arrears.store.db import Database
 from arrears.store.tables import ProviderRow
 
@@ -94,16 +104,8 @@ def _fmt(fields: dict[str, Any]) -> str:
 
 
 def configure_logging() -> None:
-    """Log lines to stderr, unless the application configured logging already."""
-    root = logging.getLogger()
-    if not root.handlers:
-        logging.basicConfig(
-            stream=sys.stderr,
-            level=logging.INFO,
-            format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        )
-        # Schema checks on start say a lot at INFO; only their problems matter here.
-        logging.getLogger("alembic").setLevel(logging.WARNING)
+    """JSON lines on stderr (ARREARS_LOG_FORMAT=text for plain lines)."""
+    logs.configure(json_lines=os.environ.get("ARREARS_LOG_FORMAT", "json") != "text")
 
 
 def prepare_schema(db: Database) -> None:
@@ -142,6 +144,9 @@ class Worker:
         self.notifications = notifications
         # The local date each provider had at its last full pass.
         self.scanned_on: dict[int, date] = {}
+        # Set by the LISTEN thread when another process committed work for us.
+        self.wake = threading.Event()
+        self.last_ok: float | None = None  # time.monotonic() of the last round that completed
 
     def providers_rolled_over(self, now: datetime) -> list[tuple[int, date]]:
         """Providers whose local date differs from the one of their last full pass."""
@@ -165,6 +170,7 @@ class Worker:
             if not result.stopped:
                 self.scanned_on[pid] = today
             self._log("full", t0, result, provider=pid, candidates=result.candidates)
+            SCAN_SECONDS.labels("full").observe(time.perf_counter() - t0)
         if self.stop():
             return
         now = self.clock()
@@ -177,8 +183,11 @@ class Worker:
         if self.notifications is not None and not self.stop():
             delivered = self.notifications.run(should_stop=self.stop).as_dict()
         self._log("due", t0, due, provisioning=provisioned, notifications=delivered)
+        SCAN_SECONDS.labels("due").observe(time.perf_counter() - t0)
 
     def _log(self, kind: str, t0: float, result: PassResult, **extra: Any) -> None:
+        for action, n in result.actions.items():
+            DECISIONS.labels(action).inc(n)
         fields: dict[str, Any] = {
             "event": "pass",
             "pass": kind,
@@ -193,23 +202,48 @@ class Worker:
         failed = False
         while not self.stop():
             started = time.monotonic()
+            self.wake.clear()
             try:
                 self.tick()
                 failed = False
+                self.last_ok = time.monotonic()
+                TICKS.labels("ok").inc()
             except Exception:
-                # A lost connection, a deadlock, a bug: say so, and try again next interval.
+                # A lost connection, a deadlock, a bug: say so, and try again next interval
+                # (not at once: a database that is away must not turn this into a busy loop).
                 log.exception(_fmt({"event": "pass_failed"}))
                 failed = True
+                TICKS.labels("failed").inc()
             if once:
                 break
-            self.stop.wait(self.interval - (time.monotonic() - started))
+            self._sleep(self.interval - (time.monotonic() - started), after_failure=failed)
         return 1 if failed and once else 0
 
+    def _sleep(self, seconds: float, *, after_failure: bool) -> None:
+        """Until the next round: the interval, or sooner when work was committed elsewhere."""
+        deadline = time.monotonic() + max(0.0, seconds)
+        while not self.stop() and time.monotonic() < deadline:
+            if not after_failure and self.wake.wait(min(0.2, max(0.0, deadline - time.monotonic()))):
+                return
+            if after_failure:
+                self.stop.wait(min(0.2, max(0.0, deadline - time.monotonic())))
 
-def run_worker(settings: Settings, interval: float | None = None, once: bool = False) -> int:
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """Healthy when a round completed recently (three intervals, at least a minute)."""
+        age = None if self.last_ok is None else time.monotonic() - self.last_ok
+        limit = max(60.0, 3 * self.interval)
+        ok = age is not None and age <= limit
+        return ok, {"last_round_s_ago": None if age is None else round(age, 1), "limit_s": limit}
+
+
+def run_worker(
+    settings: Settings, interval: float | None = None, once: bool = False, ops_port: int | None = None
+) -> int:
     """`arrears worker`: scan and dispatch until SIGTERM/SIGINT; 0 on a graceful stop."""
     configure_logging()
     db = database(settings)
+    ops: OpsServer | None = None
+    waker: Waker | None = None
     try:
         prepare_schema(db)
         every = settings.scan_interval_s if interval is None else interval
@@ -217,14 +251,37 @@ def run_worker(settings: Settings, interval: float | None = None, once: bool = F
         # several workers interleave on few accounts).
         batch = int(os.environ.get("ARREARS_SCAN_BATCH", BATCH))
         worker = Worker(db, every, batch=batch, notifications=notification_dispatcher(settings, db, utcnow))
+        register_queue_depths(db)
+        port = settings.ops_port if ops_port is None else ops_port
+        if port is not None and port >= 0 and not once:
+            try:
+                ops = OpsServer(settings.ops_host, port, Health(worker.health)).start()
+            except OSError as exc:  # a second worker on this machine: the first one answers
+                log.warning(_fmt({"event": "ops_server_not_started", "port": port, "error": str(exc)}))
+        waker = Waker(db.url, worker.wake).start()
         with worker.stop.on_signals():
-            log.info(_fmt({"event": "started", "interval_s": every, "database": _safe_url(db.url)}))
+            log.info(
+                _fmt(
+                    {
+                        "event": "started",
+                        "interval_s": every,
+                        "database": _safe_url(db.url),
+                        "ops_port": ops.port if ops else None,
+                        "listen": waker.enabled,
+                    }
+                )
+            )
             code = worker.run(once=once)
         log.info(_fmt({"event": "stopped", "signal": worker.stop.signal}))
         if worker.notifications is not None:
             worker.notifications.close()
         return code
     finally:
+        if waker is not None:
+            waker.stop()
+        if ops is not None:
+            ops.stop()
+        unregister_queue_depths()
         db.dispose()
 
 

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from arrears.config import ConfigError, NoticeSettingsSpec, mapping_body, parse_rule_set
-from arrears.domain.decisions import Evaluation
+from arrears.domain.decisions import Action, Evaluation
 from arrears.domain.events import EventKind, EventMapping
 from arrears.domain.model import (
     AccountStatus,
@@ -31,6 +31,7 @@ from arrears.domain.payments import OpenItem, allocate
 from arrears.engine.applicator import Applicator
 from arrears.engine.journal import Journal, moved
 from arrears.engine.service import reevaluate
+from arrears.ops.wakeup import notify_work
 from arrears.store.repository import ProviderView, load_accounts, load_provider, notice_memory, snapshot
 from arrears.store.tables import (
     AccountRow,
@@ -132,7 +133,11 @@ class Inputs:
         self.session.flush()
         ids = sorted(self.touched)
         self.touched.clear()
-        return reevaluate(self.session, self.provider, ids, self.now, actor=self.actor)
+        evaluations = reevaluate(self.session, self.provider, ids, self.now, actor=self.actor)
+        if any(ev.action is not Action.NONE or ev.notices for ev in evaluations):
+            # The workers' dispatchers start on it when this commits, not at their next poll.
+            notify_work(self.session)
+        return evaluations
 
     def _amount(self, value: Any, field: str, *, allow_negative: bool = False) -> Decimal:
         try:

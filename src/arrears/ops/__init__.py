@@ -1,0 +1,1 @@
+"""Running arrears in production: metrics, health and structured logs."""

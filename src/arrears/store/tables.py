@@ -349,7 +349,22 @@ class ProvisioningRequestRow(Base):
     not_before: Mapped[datetime]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    reference: Mapped[str | None] = mapped_column(String(200))  # the peer's id for the change
     episode: Mapped[EpisodeRow | None] = relationship(foreign_keys=[episode_id], lazy="raise")
+
+
+class ProvisioningRouteRow(Base):
+    """Which adapter serves a provider's services of one type (`*`: any other type)."""
+
+    __tablename__ = "provisioning_routes"
+    __table_args__ = (UniqueConstraint("provider_id", "service_type"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id"))
+    service_type: Mapped[str] = mapped_column(String(50))
+    adapter: Mapped[str] = mapped_column(String(32))
+    config: Mapped[dict[str, Any]]
+    updated_at: Mapped[datetime]
+    updated_by: Mapped[str] = mapped_column(String(100), default="system")
 
 
 class OperatorActionRow(Base):

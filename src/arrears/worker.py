@@ -24,7 +24,7 @@ from types import FrameType
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import inspect, select, text
+from sqlalchemy import inspect, select, text, update
 
 from arrears.bootstrap import Settings, database, notification_dispatcher, provisioning_dispatcher
 from arrears.domain.clock import local_date, parse_local
@@ -50,6 +50,8 @@ log = logging.getLogger("arrears.worker")
 PROVISIONING_BATCH = 50
 # Any fixed number: the PostgreSQL advisory lock that serialises schema upgrades.
 SCHEMA_LOCK = 0x61727265
+# The advisory lock class of full passes (with the provider's id as the second key).
+FULL_PASS_LOCK = 0x61727266
 
 
 def utcnow() -> datetime:
@@ -142,20 +144,20 @@ class Worker:
         self.stop = stop or Stop()
         self.dispatcher = provisioning_dispatcher()
         self.notifications = notifications
-        # The local date each provider had at its last full pass.
-        self.scanned_on: dict[int, date] = {}
         # Set by the LISTEN thread when another process committed work for us.
         self.wake = threading.Event()
         self.last_ok: float | None = None  # time.monotonic() of the last round that completed
 
     def providers_rolled_over(self, now: datetime) -> list[tuple[int, date]]:
-        """Providers whose local date differs from the one of their last full pass."""
+        """Providers whose last full pass (by any worker) was on another local date."""
         with self.db.transaction() as session:
-            rows = session.execute(select(ProviderRow.id, ProviderRow.timezone)).all()
+            rows = session.execute(
+                select(ProviderRow.id, ProviderRow.timezone, ProviderRow.full_pass_on)
+            ).all()
         out = []
-        for pid, tz in rows:
+        for pid, tz, done_on in rows:
             today = local_date(now, ZoneInfo(tz))
-            if self.scanned_on.get(pid) != today:
+            if done_on != today:
                 out.append((pid, today))
         return out
 
@@ -165,12 +167,19 @@ class Worker:
         for pid, today in self.providers_rolled_over(now):
             if self.stop():
                 return
-            t0 = time.perf_counter()
-            result = full_pass(self.db, now, pid, batch=self.batch, should_stop=self.stop, clock=self.clock)
-            if not result.stopped:
-                self.scanned_on[pid] = today
-            self._log("full", t0, result, provider=pid, candidates=result.candidates)
-            SCAN_SECONDS.labels("full").observe(time.perf_counter() - t0)
+            with full_pass_lock(self.db, pid) as mine:
+                if not mine:
+                    continue  # another worker is scanning this provider right now
+                if _full_pass_done(self.db, pid, today):
+                    continue  # it finished while we waited for the lock
+                t0 = time.perf_counter()
+                result = full_pass(
+                    self.db, now, pid, batch=self.batch, should_stop=self.stop, clock=self.clock
+                )
+                if not result.stopped:
+                    _mark_full_pass(self.db, pid, today)
+                self._log("full", t0, result, provider=pid, candidates=result.candidates)
+                SCAN_SECONDS.labels("full").observe(time.perf_counter() - t0)
         if self.stop():
             return
         now = self.clock()
@@ -234,6 +243,42 @@ class Worker:
         limit = max(60.0, 3 * self.interval)
         ok = age is not None and age <= limit
         return ok, {"last_round_s_ago": None if age is None else round(age, 1), "limit_s": limit}
+
+
+@contextmanager
+def full_pass_lock(db: Database, provider_id: int) -> Iterator[bool]:
+    """Whether this worker may scan the provider: a PostgreSQL advisory lock, held till done.
+
+    On SQLite there is one writer at a time anyway: always yes.
+    """
+    if not db.is_postgres:
+        yield True
+        return
+    with db.engine.connect() as conn:
+        got = bool(
+            conn.execute(
+                text("SELECT pg_try_advisory_lock(:k, :p)"), {"k": FULL_PASS_LOCK, "p": provider_id}
+            ).scalar()
+        )
+        conn.commit()
+        try:
+            yield got
+        finally:
+            if got:
+                conn.execute(
+                    text("SELECT pg_advisory_unlock(:k, :p)"), {"k": FULL_PASS_LOCK, "p": provider_id}
+                )
+                conn.commit()
+
+
+def _full_pass_done(db: Database, provider_id: int, today: date) -> bool:
+    with db.transaction() as session:
+        return session.scalar(select(ProviderRow.full_pass_on).where(ProviderRow.id == provider_id)) == today
+
+
+def _mark_full_pass(db: Database, provider_id: int, today: date) -> None:
+    with db.transaction() as session:
+        session.execute(update(ProviderRow).where(ProviderRow.id == provider_id).values(full_pass_on=today))
 
 
 def run_worker(

@@ -81,7 +81,8 @@ def test_two_workers_suspend_each_account_exactly_once(postgres_url: str) -> Non
         for w, (_, err) in zip(workers, outputs, strict=True):
             assert w.returncode == 0, err[-3000:]
             assert '"event": "stopped"' in err, err[-3000:]
-            assert '"pass": "full"' in err
+        # One full pass of the provider today, by whichever worker took its lock first.
+        assert sum(err.count('"pass": "full"') for _, err in outputs) == 1
         assert stop_s < 5
 
         def per(column: object, table: object, *where: object) -> list[int]:

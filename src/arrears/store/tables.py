@@ -57,6 +57,8 @@ class ProviderRow(Base):
     sms_from: Mapped[str | None] = mapped_column(String(32))
     payment_link: Mapped[str | None] = mapped_column(Text)
     operations_email: Mapped[str | None] = mapped_column(String(320))
+    # The provider-local date of the last completed full pass (by any worker).
+    full_pass_on: Mapped[date | None] = mapped_column(Date)
 
 
 class AccountRow(Base):

@@ -1,4 +1,8 @@
-"""Provisioning routes (adapter per provider and service type) and the peer's reference.
+"""Provisioning routes, the peer's reference, and each provider's last full pass.
+
+Routes choose an adapter per provider and service type; `full_pass_on` is the
+provider-local date of the last completed full pass, so among several workers
+only one scans a provider each day.
 
 Revision ID: 0003
 Revises: 0002
@@ -21,6 +25,8 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table("provisioning_requests") as batch:
         batch.add_column(sa.Column("reference", sa.String(length=200), nullable=True))
+    with op.batch_alter_table("providers") as batch:
+        batch.add_column(sa.Column("full_pass_on", sa.Date(), nullable=True))
     op.create_table(
         "provisioning_routes",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -42,5 +48,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("provisioning_routes")
+    with op.batch_alter_table("providers") as batch:
+        batch.drop_column("full_pass_on")
     with op.batch_alter_table("provisioning_requests") as batch:
         batch.drop_column("reference")

@@ -33,9 +33,10 @@ from sqlalchemy.orm import Session
 
 from arrears.channels.base import Channel, LogFailed, Message, Outcome, Result
 from arrears.domain.events import LATE_LIMIT, QuietHours
+from arrears.notify.alerts import EVENT as ALERT_EVENT
 from arrears.notify.facts import NoticeData, load_notice_batch, still_true
 from arrears.notify.rendering import render_notice
-from arrears.notify.templates import TemplateError, TemplateSource
+from arrears.notify.templates import Rendered, TemplateError, TemplateSource
 from arrears.store.db import Database
 from arrears.store.tables import (
     EventMappingRow,
@@ -258,6 +259,10 @@ class NotificationDispatcher:
             row.state, row.sent_at = "sent", now
             report.noted += 1
             return None
+        if row.event == ALERT_EVENT:
+            return self._ready(
+                session, row, info, Rendered(row.context["subject"], row.context["text"], None, None), now
+            )
         data = loaded[row.id]
         reason = still_true(row, data)
         if (
@@ -289,6 +294,12 @@ class NotificationDispatcher:
             report.failed += 1
             _history(session, row, now, "failed", row.reason)
             return None
+        return self._ready(session, row, info, rendered, now)
+
+    def _ready(
+        self, session: Session, row: NotificationRow, info: _ProviderInfo, rendered: Rendered, now: datetime
+    ) -> tuple[NotificationRow, NotificationAttemptRow, Message]:
+        """Record the attempt (committed with the claim) and build the message."""
         sender = (info.row.email_from or self.senders.email) if row.channel == "email" else None
         if row.channel == "sms":
             sender = info.row.sms_from or self.senders.sms

@@ -388,3 +388,32 @@ class NoteRow(Base):
     at: Mapped[datetime]
     author: Mapped[str] = mapped_column(String(100))
     body: Mapped[str] = mapped_column(Text)
+
+
+class ApiKeyRow(Base):
+    """An API key: the platform's (provider_id NULL) or one provider's. Only a hash is kept."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (UniqueConstraint("prefix"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider_id: Mapped[int | None] = mapped_column(ForeignKey("providers.id"), index=True)
+    name: Mapped[str] = mapped_column(String(100), default="")
+    prefix: Mapped[str] = mapped_column(String(32))  # shown in lists; finds the key to check
+    hash: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(100), default="system")
+    revoked_at: Mapped[datetime | None]
+
+
+class ApiWriteRow(Base):
+    """Every write through the API, with the key that made it."""
+
+    __tablename__ = "api_writes"
+    __table_args__ = (Index("ix_api_writes_provider", "provider_id", "at"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider_id: Mapped[int | None] = mapped_column(ForeignKey("providers.id"))
+    key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id"))
+    at: Mapped[datetime]
+    method: Mapped[str] = mapped_column(String(8))
+    path: Mapped[str] = mapped_column(String(500))
+    status: Mapped[int] = mapped_column(Integer)

@@ -336,6 +336,64 @@ def templates_reset(
     raise typer.Exit(reset_command(database_url, provider=provider, event=event, channel=channel))
 
 
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Serve the REST API (/api/v1, docs at /api/v1/docs) until stopped (SIGTERM/SIGINT).
+
+    $ARREARS_PLATFORM_KEY is accepted as a platform key; $ARREARS_API_RATE and
+    $ARREARS_API_BURST set the rate limit per key.
+    """
+    from arrears.cli_api import serve_command
+
+    raise typer.Exit(serve_command(database_url, host, port))
+
+
+keys_app = typer.Typer(no_args_is_help=True, help="API keys: create (printed once), list, revoke.")
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("create")
+def keys_create(
+    platform: Annotated[bool, typer.Option("--platform", help="A platform key (manages providers)")] = False,
+    provider: Annotated[
+        str | None, typer.Option("--provider", help="A key of this provider (its key)")
+    ] = None,
+    name: Annotated[str, typer.Option(help="What the key is for")] = "",
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Create an API key and print it; only its hash is stored, so it is shown this once."""
+    from arrears.cli_api import keys_create as create
+
+    raise typer.Exit(create(database_url, platform=platform, provider=provider, name=name))
+
+
+@keys_app.command("list")
+def keys_list(
+    provider: Annotated[str | None, typer.Option("--provider", help="Only this provider's keys")] = None,
+    database_url: DatabaseOpt = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")] = False,
+) -> None:
+    """Every key by its prefix (never the key itself), with its provider and whether it is revoked."""
+    from arrears.cli_api import keys_list as list_
+
+    raise typer.Exit(list_(database_url, provider=provider, as_json=json_out))
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    prefix: Annotated[str, typer.Argument(help="The key's prefix (as `arrears keys list` shows it)")],
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Revoke a key at once."""
+    from arrears.cli_api import keys_revoke as revoke
+
+    raise typer.Exit(revoke(database_url, prefix))
+
+
 def _safe_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 

@@ -460,3 +460,21 @@ def test_a_notice_waiting_for_provisioning_goes_out_only_after_confirmation(
     assert body is not None and "S0" in body.get_content()
     [row] = notifications(db)
     assert row.state == "sent" and row.sent_at is not None and row.sent_at >= request.updated_at
+
+
+def test_a_provider_may_have_no_quiet_hours(db: Database) -> None:
+    with db.transaction() as s:
+        p = create_provider(
+            s,
+            key="night-owl",
+            timezone="UTC",
+            currency="EUR",
+            notices=NoticeSettingsSpec(quiet_hours=None),
+            now=START,
+        )
+        pid = p.id
+    with db.transaction() as s:
+        from arrears.store.tables import ProviderRow
+
+        row = s.get_one(ProviderRow, pid)
+        assert (row.quiet_start, row.quiet_end) == (None, None)

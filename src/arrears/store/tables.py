@@ -51,8 +51,10 @@ class ProviderRow(Base):
     created_at: Mapped[datetime]
     # How notices look and go out (SPEC §7; docs/notifications.md).
     locale: Mapped[str] = mapped_column(String(16), default="en", server_default=text("'en'"))
-    quiet_start: Mapped[str | None] = mapped_column(String(5), default="21:00")  # no SMS from ...
-    quiet_end: Mapped[str | None] = mapped_column(String(5), default="08:00")  # ... until
+    # No SMS from quiet_start until quiet_end; both NULL: none. No column default: a
+    # default would also fill in a deliberate None (create_provider sets them).
+    quiet_start: Mapped[str | None] = mapped_column(String(5))
+    quiet_end: Mapped[str | None] = mapped_column(String(5))
     email_from: Mapped[str | None] = mapped_column(String(320))
     sms_from: Mapped[str | None] = mapped_column(String(32))
     payment_link: Mapped[str | None] = mapped_column(Text)

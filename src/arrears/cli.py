@@ -400,5 +400,96 @@ def _safe_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+provisioning_app = typer.Typer(
+    no_args_is_help=True, help="Provisioning: routes to adapters, the request queue."
+)
+routes_app = typer.Typer(no_args_is_help=True, help="Which adapter serves which services.")
+provisioning_app.add_typer(routes_app, name="routes")
+app.add_typer(provisioning_app, name="provisioning")
+ProviderOpt = Annotated[str | None, typer.Option(help="The provider's key (needed when there are several)")]
+
+
+@routes_app.command("set")
+def routes_set(
+    service_type: Annotated[str, typer.Option("--service-type", help="A service type, or * for any other")],
+    adapter: Annotated[str, typer.Option(help="log, webhook, radius or command")],
+    config: Annotated[
+        str, typer.Option(help="The adapter's settings: a JSON object or a file holding one")
+    ] = "{}",
+    provider: ProviderOpt = None,
+    actor: Annotated[str, typer.Option(help="Who sets it (recorded)")] = "operator",
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Route a provider's services of a type to an adapter (the settings are checked first)."""
+    from arrears.cli_provisioning import route_set
+
+    raise typer.Exit(route_set(database_url, provider, service_type, adapter, config, actor))
+
+
+@routes_app.command("remove")
+def routes_remove(
+    service_type: Annotated[str, typer.Option("--service-type", help="The route's service type")],
+    provider: ProviderOpt = None,
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Remove a route (those services fall back to the * route, or the log adapter)."""
+    from arrears.cli_provisioning import route_remove
+
+    raise typer.Exit(route_remove(database_url, provider, service_type))
+
+
+@routes_app.command("list")
+def routes_list(
+    provider: ProviderOpt = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")] = False,
+    database_url: DatabaseOpt = None,
+) -> None:
+    """A provider's routes (settings shown by name only: they may hold secrets)."""
+    from arrears.cli_provisioning import route_list
+
+    raise typer.Exit(route_list(database_url, provider, json_out))
+
+
+@provisioning_app.command("requests")
+def provisioning_requests(
+    provider: ProviderOpt = None,
+    account: Annotated[str | None, typer.Option(help="Only this account (the provider's id)")] = None,
+    state: Annotated[str | None, typer.Option(help="pending, sent, confirmed, failed or cancelled")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many, newest first")] = 100,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")] = False,
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Provisioning requests, newest first, with their state and last error."""
+    from arrears.cli_provisioning import requests
+    from arrears.provisioning.service import RequestFilter
+
+    raise typer.Exit(requests(database_url, RequestFilter(provider, account, state, limit), json_out))
+
+
+@provisioning_app.command("confirm")
+def provisioning_confirm(
+    request_id: Annotated[int, typer.Argument(help="The request's id")],
+    actor: Annotated[str, typer.Option(help="Who confirms (recorded)")] = "operator",
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Confirm a request the network applied (one waiting for its callback, or one that failed)."""
+    from arrears.cli_provisioning import settle
+
+    raise typer.Exit(settle(database_url, request_id, "confirmed", "", actor))
+
+
+@provisioning_app.command("fail")
+def provisioning_fail(
+    request_id: Annotated[int, typer.Argument(help="The request's id")],
+    reason: Annotated[str, typer.Option(help="Why (shown to operators)")],
+    actor: Annotated[str, typer.Option(help="Who fails it (recorded)")] = "operator",
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Mark a waiting request failed: the network will not apply it."""
+    from arrears.cli_provisioning import settle
+
+    raise typer.Exit(settle(database_url, request_id, "failed", reason, actor))
+
+
 def main() -> None:
     app()

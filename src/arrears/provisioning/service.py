@@ -132,3 +132,40 @@ def list_requests(session: Session, f: RequestFilter) -> list[dict[str, Any]]:
         }
         for r, account, service, provider in session.execute(stmt)
     ]
+
+
+def settle_by_hand(
+    session: Session,
+    request_id: int,
+    *,
+    state: str,
+    detail: str,
+    actor: str,
+    now: datetime,
+    provider_id: int | None = None,
+) -> ProvisioningRequestRow:
+    """Confirm or fail a request that waits for its peer (`sent`), or one that failed.
+
+    The same path as an adapter's own outcome: confirming releases the notices
+    that waited for it; failing skips them. `provider_id` limits it to one
+    provider (an API key's), answering "no request" for anyone else's.
+    """
+    from arrears.engine.provisioning import Outcome, ProvisioningDispatcher
+
+    if state not in ("confirmed", "failed"):
+        raise ConfigError("state", "confirmed or failed")
+    stmt = select(ProvisioningRequestRow).where(ProvisioningRequestRow.id == request_id).with_for_update()
+    if provider_id is not None:
+        stmt = stmt.where(ProvisioningRequestRow.provider_id == provider_id)
+    req = session.scalar(stmt)
+    if req is None:
+        raise ConfigError("id", f"no provisioning request {request_id}")
+    allowed = ("sent", "pending", "failed") if state == "confirmed" else ("sent", "pending")
+    if req.state not in allowed:
+        raise ConfigError("state", f"request {request_id} is {req.state}; it cannot become {state}")
+    ProvisioningDispatcher().settle(
+        session, req, Outcome(state, None if state == "confirmed" else detail), now
+    )
+    if detail:
+        req.last_error = f"{detail} ({actor})" if state == "failed" else req.last_error
+    return req

@@ -1,8 +1,9 @@
 """The scan benchmark: `python -m arrears.bench --accounts N [--database-url URL] [--json]`.
 
 It fills an empty database with N accounts of one provider in steady state
-(bulk inserts: COPY on PostgreSQL, executemany on SQLite), then measures, on
-the same run:
+(bulk inserts: COPY on PostgreSQL, executemany on SQLite), including the
+episodes, history lines and provisioning requests of earlier months for some
+of them, then measures, on the same run:
 
 - `bare_aggregate_s`: one plain `SELECT account_id, SUM(balance), MIN(due_date)
   FROM invoices WHERE status = 'open' GROUP BY account_id`, fetched fully: the
@@ -47,9 +48,12 @@ from arrears.store.tables import (
     AccountRow,
     Base,
     ContactRow,
+    EpisodeRow,
     GroupRow,
+    HistoryRow,
     InvoiceRow,
     PaymentRow,
+    ProvisioningRequestRow,
     ServiceRow,
 )
 from arrears.store.types import SCALE
@@ -88,6 +92,10 @@ class Mix:
     # the month and 14-day terms, about half the customers are in this state at
     # any time; the other half have paid theirs.
     not_yet_due: float = 0.45
+    # Of the accounts that are up to date, those that were suspended and restored
+    # in an earlier month: their episode, history lines and provisioning requests
+    # are in the tables, as in a system that has been running for a while.
+    past_episode: float = 0.10
 
 
 PAST, EXCLUDED, DISPUTED, NOT_DUE, PAID = "past", "excluded", "disputed", "not_due", "paid"
@@ -141,6 +149,8 @@ class _Tables:
             "projected_suspension",
             "created_at",
         ),
+        # Before services: services and requests point at episodes.
+        "episodes": ("id", "account_id", "started_at", "ended_at", "stage", "end_reason", "rule_set_id"),
         "services": (
             "id",
             "provider_id",
@@ -166,6 +176,33 @@ class _Tables:
             "status",
         ),
         "payments": ("id", "provider_id", "account_id", "ext_id", "amount", "unallocated", "received_at"),
+        "provisioning_requests": (
+            "id",
+            "provider_id",
+            "account_id",
+            "service_id",
+            "episode_id",
+            "key",
+            "action",
+            "adapter",
+            "state",
+            "attempts",
+            "last_error",
+            "not_before",
+            "created_at",
+            "updated_at",
+        ),
+        "history": (
+            "id",
+            "provider_id",
+            "account_id",
+            "at",
+            "kind",
+            "data",
+            "episode_id",
+            "rule_set_id",
+            "actor",
+        ),
     }
 
     def __init__(self) -> None:
@@ -214,6 +251,9 @@ class _Ids:
     group: int
     invoice: int
     payment: int
+    episode: int
+    request: int
+    history: int
 
     @classmethod
     def after_existing(cls, conn: Connection) -> _Ids:
@@ -221,17 +261,38 @@ class _Ids:
             return int(conn.scalar(select(func.coalesce(func.max(model.id), 0))) or 0)
 
         return cls(
-            top(AccountRow), top(ServiceRow), top(ContactRow), top(GroupRow), top(InvoiceRow), top(PaymentRow)
+            top(AccountRow),
+            top(ServiceRow),
+            top(ContactRow),
+            top(GroupRow),
+            top(InvoiceRow),
+            top(PaymentRow),
+            top(EpisodeRow),
+            top(ProvisioningRequestRow),
+            top(HistoryRow),
         )
 
 
 class _Generator:
-    def __init__(self, provider_id: int, key: str, now: datetime, mix: Mix, seed: int, ids: _Ids):
+    def __init__(
+        self,
+        provider_id: int,
+        key: str,
+        now: datetime,
+        mix: Mix,
+        seed: int,
+        ids: _Ids,
+        rule_set_id: int | None = None,
+    ):
         self.provider_id = provider_id
         self.key = key
         self.now = now
         self.mix = mix
         self.rng = random.Random(seed)
+        # Past episodes draw from their own stream: the accounts and invoices
+        # generated are the same whatever their share.
+        self.past_rng = random.Random(seed + 1)
+        self.rule_set_id = rule_set_id
         self.ids = ids
         self.tz = ZoneInfo(TIMEZONE)
         self.today = local_date(now, self.tz)
@@ -250,6 +311,49 @@ class _Generator:
             value = self._midnights[day] = _naive(start_of_day(day, self.tz))
         return value
 
+    def past_episode(
+        self, rows: dict[str, list[tuple[Any, ...]]], aid: int, ext: str, services: list[tuple[int, str]]
+    ) -> None:
+        """An episode of an earlier month (suspended, paid, restored) with its record."""
+        ids, pid, rs = self.ids, self.provider_id, self.rule_set_id
+        started = self.naive_now - timedelta(days=self.past_rng.randint(35, 300), hours=2)
+        ended = started + timedelta(days=self.past_rng.randint(1, 20))
+        eid = ids.episode
+        rows["episodes"].append((eid, aid, started, ended, "suspend", "paid", rs))
+
+        def line(at: datetime, kind: str, data: dict[str, Any], rule_set: int | None = None) -> None:
+            ids.history += 1
+            body = json.dumps({"account": ext, **data})
+            rows["history"].append((ids.history, pid, aid, at, kind, body, eid, rule_set, "arrears"))
+
+        line(started, "stage", {"from": "none", "to": "suspend"}, rs)
+        for at, action, before, after in (
+            (started, "suspend", "active", "suspended"),
+            (ended, "restore", "suspended", "active"),
+        ):
+            for sid, sext in services:
+                ids.request += 1
+                rows["provisioning_requests"].append(
+                    (
+                        ids.request,
+                        pid,
+                        aid,
+                        sid,
+                        eid,
+                        f"svc{sid}:{action}:{at.isoformat()}",
+                        action,
+                        "log",
+                        "confirmed",
+                        1,
+                        None,
+                        at,
+                        at,
+                        at,
+                    )
+                )
+                line(at, "service_status", {"service": sext, "from": before, "to": after})
+        line(ended, "stage", {"from": "suspend", "to": "none", "reason": "paid"}, rs)
+
     def chunk(self, start: int, end: int) -> _Tables:
         out = _Tables()
         rows = out.rows
@@ -260,8 +364,13 @@ class _Generator:
             kind = _kind(rng.random(), self.mix)
             self.counts[kind] = self.counts.get(kind, 0) + 1
             ext = f"{key}-A{n:07d}"
+            past = kind in (PAID, NOT_DUE) and self.past_rng.random() < self.mix.past_episode
+            if past:
+                ids.episode += 1
+            services: list[tuple[int, str]] = []
             for s in range(1 if rng.random() < 0.5 else 2):
                 ids.service += 1
+                services.append((ids.service, f"{ext}-S{s}"))
                 rows["services"].append(
                     (
                         ids.service,
@@ -270,10 +379,13 @@ class _Generator:
                         f"{ext}-S{s}",
                         ("mobile", "broadband")[s],
                         "active",
-                        "external",
-                        None,
+                        # As a restore leaves them.
+                        "episode" if past else "external",
+                        ids.episode if past else None,
                     )
                 )
+            if past:
+                self.past_episode(rows, aid, ext, services)
             ids.contact += 1
             rows["contacts"].append(
                 (
@@ -368,19 +480,22 @@ def populate(
 
     The provider has a typical rule set (50.00 over 14 days, restore at 10.00,
     weekday office hours, NSW holidays, group VIP excluded) and auto_suspend /
-    auto_unsuspend enabled (email). Returns the provider's id.
+    auto_unsuspend enabled (email). Some accounts have an episode of an earlier
+    month, with its history lines and provisioning requests (`Mix.past_episode`).
+    Returns the provider's id.
     """
     mix = mix or Mix()
     configured = now - timedelta(days=400)
     with db.transaction() as s:
         provider = create_provider(s, key=key, timezone=TIMEZONE, currency="AUD", now=configured)
         inputs = Inputs.open(s, provider.id, configured, actor="bench")
-        inputs.put_rule_set(dict(rules or RULES), configured)
+        rule_set = inputs.put_rule_set(dict(rules or RULES), configured)
         inputs.put_mappings(parse_mappings(EVENTS, sms=False, since=configured))
-        provider_id = provider.id
+        s.flush()
+        provider_id, rule_set_id = provider.id, rule_set.id
     with db.engine.begin() as conn:
         ids = _Ids.after_existing(conn)
-    gen = _Generator(provider_id, key, now, mix, seed, ids)
+    gen = _Generator(provider_id, key, now, mix, seed, ids, rule_set_id)
     for start in range(0, accounts, CHUNK):
         end = min(accounts, start + CHUNK)
         tables = gen.chunk(start, end)
@@ -539,6 +654,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=Mix.not_yet_due,
         help=f"share of accounts whose latest invoice is not due yet (default {Mix.not_yet_due})",
     )
+    parser.add_argument(
+        "--past-episode",
+        type=float,
+        default=Mix.past_episode,
+        help="share of up-to-date accounts with an episode of an earlier month in the tables "
+        f"(default {Mix.past_episode}; 0: tables without history, as on a first day)",
+    )
     args = parser.parse_args(argv)
 
     t0 = time.perf_counter()
@@ -551,7 +673,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.database_url,
         reset=args.reset,
         apply=not args.no_apply,
-        mix=Mix(not_yet_due=args.not_yet_due),
+        mix=Mix(not_yet_due=args.not_yet_due, past_episode=args.past_episode),
         say=say,
     )
     print(json.dumps(figures), flush=True)

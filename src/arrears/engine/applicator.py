@@ -1,11 +1,19 @@
 """Carrying out an evaluation: status changes, episodes, history, and the rows
 for side effects (provisioning requests, notifications), all in the caller's
-transaction so they commit together or not at all."""
+transaction so they commit together or not at all.
+
+The engine's evaluations (`service.reevaluate`) hand the applicator plain
+states (`repository.AccountState`), whose changes `journal.Writes` writes in
+bulk; operator actions (`inputs`) hand it ORM rows, flushed by the session.
+Both kinds look alike to the parts below (`AccountLike`, `ServiceLike`,
+`EpisodeLike`).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -17,17 +25,68 @@ from arrears.domain.model import AccountSnapshot, ServiceStatus
 from arrears.domain.money import fmt
 from arrears.domain.rules import Stage
 from arrears.engine.journal import Journal, PendingRequest, announce, moved
-from arrears.store.repository import ProviderView, StoredAccount
+from arrears.store.repository import AccountState, EpisodeState, ProviderView, StoredAccount, id_filter
 from arrears.store.tables import (
     AccountRow,
     EpisodeRow,
     NotificationRow,
     ProvisioningRequestRow,
-    ServiceRow,
 )
 
 ACTIVE_LIKE = (ServiceStatus.ACTIVE.value, ServiceStatus.PREACTIVE.value)
 STAGE_STATUS_VALUES = ("restricted", "suspended", "deactivated")
+
+
+class EpisodeLike(Protocol):
+    """An `EpisodeRow` or an `EpisodeState`."""
+
+    @property
+    def id(self) -> int | None: ...
+    @property
+    def started_at(self) -> datetime: ...
+    @property
+    def rule_set_id(self) -> int | None: ...
+
+    stage: str
+    ended_at: datetime | None
+    end_reason: str | None
+
+
+class ServiceLike(Protocol):
+    """A `ServiceRow` or a `ServiceState`."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def ext_id(self) -> str: ...
+    @property
+    def episode_id(self) -> int | None: ...
+
+    status: str
+    changed_by: str
+
+
+class AccountLike(Protocol):
+    """An `AccountRow` or an `AccountState`."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def ext_id(self) -> str: ...
+    @property
+    def services(self) -> Sequence[ServiceLike]: ...
+    @property
+    def episode(self) -> EpisodeLike | None: ...
+
+    status: str
+    status_reason: str | None
+    path_started_at: datetime | None
+    shadow_stage: str | None
+    excluded_reasons: str | None
+    projected_suspension: datetime | None
+
+
+Request = ProvisioningRequestRow | PendingRequest
 
 
 class Applicator:
@@ -36,10 +95,33 @@ class Applicator:
         self.provider = provider
         self.now = now
         self.journal = journal
+        # Pending requests of services, read ahead for a batch (`read_pending`).
+        self._pending: dict[int, list[ProvisioningRequestRow]] = {}
+        self._read_ahead: set[int] = set()
+
+    def read_pending(self, service_ids: Iterable[int]) -> None:
+        """Read the pending requests of these services now, in one query.
+
+        A restore cancels the pending requests of each service it restores;
+        reading them for a whole batch at once saves a query per service. Read
+        after the session's work is flushed; requests this applicator makes
+        later are looked up as before.
+        """
+        ids = sorted(set(service_ids) - self._read_ahead)
+        if not ids:
+            return
+        among = id_filter(self.session, ids)
+        for req in self.session.scalars(
+            select(ProvisioningRequestRow)
+            .where(among(ProvisioningRequestRow.service_id), ProvisioningRequestRow.state == "pending")
+            .order_by(ProvisioningRequestRow.id)
+        ):
+            self._pending.setdefault(req.service_id, []).append(req)
+        self._read_ahead.update(ids)
 
     # -- the whole evaluation -------------------------------------------------
 
-    def apply(self, account: AccountRow, snap: AccountSnapshot, ev: Evaluation) -> bool:
+    def apply(self, account: AccountState, snap: AccountSnapshot, ev: Evaluation) -> bool:
         """Carry out `ev`; True when the account's state changed (evaluate again)."""
         rs_id = self._rule_set_id(ev)
         if ev.excluded_now:
@@ -98,16 +180,16 @@ class Applicator:
     # -- escalation and de-escalation ----------------------------------------
 
     def _move(
-        self, account: AccountRow, snap: AccountSnapshot, ev: Evaluation, stage: Stage, *, escalation: bool
+        self, account: AccountState, snap: AccountSnapshot, ev: Evaluation, stage: Stage, *, escalation: bool
     ) -> None:
         """Move the account to `stage`; `snap` (taken before) supplies the notice recipients."""
         rs_id = self._rule_set_id(ev)
         episode = account.episode
         if episode is None:
-            episode = EpisodeRow(
-                account_id=account.id, started_at=self.now, stage=stage.name, rule_set_id=rs_id
-            )
-            self.session.add(episode)
+            episode = EpisodeState(None, account.id, self.now, stage.name, rs_id)
+            writes = self.journal.writes
+            assert writes is not None, "states are written by `Writes`"
+            writes.add_episode(episode)
             account.episode = episode
             before = "none"
         else:
@@ -123,7 +205,7 @@ class Applicator:
             why=self._why(ev),
         )
         target = stage.status.value
-        changed: list[tuple[ServiceRow, ProvisioningRequestRow | PendingRequest]] = []
+        changed: list[tuple[ServiceLike, Request]] = []
         for svc in account.services:
             # A new episode has no id before the flush, and no services yet.
             ours = (
@@ -138,7 +220,7 @@ class Applicator:
         self._account_status_after_change(account, episode)
         if escalation:
             for m in self._mappings(EventKind.AUTO_SUSPEND):
-                for svc, req in changed:
+                for moved_svc, req in changed:
                     # An episode can reach the same stage twice (down after a part
                     # payment, up again later): each escalation is its own occurrence.
                     occurrence = f"{episode.started_at.isoformat()}:{stage.name}:{self.now.isoformat()}"
@@ -148,12 +230,12 @@ class Applicator:
                         m,
                         occurrence,
                         self.now,
-                        service=svc,
+                        service=moved_svc,
                         request=req,
                         context={"stage": stage.name},
                     )
 
-    def _account_status_after_change(self, account: AccountRow, episode: EpisodeRow | None) -> None:
+    def _account_status_after_change(self, account: AccountLike, episode: EpisodeLike | None) -> None:
         if account.status == "active" and not any(s.status in ACTIVE_LIKE for s in account.services):
             self._account_status(account, "suspended", "auto", episode)
 
@@ -161,7 +243,7 @@ class Applicator:
 
     def restore(
         self,
-        account: AccountRow,
+        account: AccountLike,
         snap: AccountSnapshot,
         *,
         reason: str,
@@ -183,7 +265,7 @@ class Applicator:
             reason=reason,
             why=self._why(ev) if ev else {"reason": reason},
         )
-        restored: list[tuple[ServiceRow, ProvisioningRequestRow | PendingRequest | None]] = []
+        restored: list[tuple[ServiceLike, Request | None]] = []
         for svc in account.services:
             if svc.episode_id != episode.id or svc.status not in STAGE_STATUS_VALUES:
                 continue
@@ -193,7 +275,7 @@ class Applicator:
             self._account_status(account, "active", None, episode)
         episode.ended_at = self.now
         episode.end_reason = reason
-        account.episode = None
+        _leave_episode(account)
         account.path_started_at = None
         account.shadow_stage = None
         account.excluded_reasons = None
@@ -214,7 +296,7 @@ class Applicator:
     # -- the parts ----------------------------------------------------------------
 
     def _service_status(
-        self, account: AccountRow, svc: ServiceRow, to: str, episode: EpisodeRow | None
+        self, account: AccountLike, svc: ServiceLike, to: str, episode: EpisodeLike | None
     ) -> None:
         self.journal.write(
             "service_status",
@@ -227,7 +309,7 @@ class Applicator:
         svc.status = to
 
     def _account_status(
-        self, account: AccountRow, to: str, reason: str | None, episode: EpisodeRow | None
+        self, account: AccountLike, to: str, reason: str | None, episode: EpisodeLike | None
     ) -> None:
         self.journal.write(
             "account_status",
@@ -241,19 +323,11 @@ class Applicator:
         account.status_reason = reason
 
     def _provision(
-        self, account: AccountRow, svc: ServiceRow, action: str, episode: EpisodeRow | None
-    ) -> ProvisioningRequestRow | PendingRequest:
+        self, account: AccountLike, svc: ServiceLike, action: str, episode: EpisodeLike | None
+    ) -> Request:
         writes = self.journal.writes
         if action == "restore":
-            if writes is not None and writes.has_request_for(svc.id):
-                # A request made earlier in this round must be seen by the query below.
-                writes.flush(self.session)
-            pending = self.session.scalars(
-                select(ProvisioningRequestRow).where(
-                    ProvisioningRequestRow.service_id == svc.id,
-                    ProvisioningRequestRow.state == "pending",
-                )
-            ).all()
+            pending = self._pending_requests(svc.id)
             if pending:
                 # The network never changed: cancel instead of sending both.
                 for req in pending:
@@ -284,19 +358,43 @@ class Applicator:
             "created_at": self.now,
             "updated_at": self.now,
         }
+        # A service read ahead has a request made after the read: look it up again.
+        self._read_ahead.discard(svc.id)
         if writes is not None:
             pending_request = PendingRequest(values, episode)
             writes.requests.append(pending_request)
             return pending_request
-        del values["episode_id"]
-        req = ProvisioningRequestRow(**values, episode=episode)
+        if isinstance(episode, EpisodeRow):
+            del values["episode_id"]
+            req = ProvisioningRequestRow(**values, episode=episode)
+        else:
+            values["episode_id"] = episode.id if episode is not None else None
+            req = ProvisioningRequestRow(**values)
         self.session.add(req)
         return req
+
+    def _pending_requests(self, service_id: int) -> Sequence[ProvisioningRequestRow]:
+        """The service's pending requests, oldest first; they are cancelled by the caller."""
+        if service_id in self._read_ahead:
+            self._read_ahead.discard(service_id)
+            return self._pending.pop(service_id, [])
+        writes = self.journal.writes
+        if writes is not None and writes.has_request_for(service_id):
+            # A request made earlier in this round must be seen by the query below.
+            writes.flush(self.session)
+        return self.session.scalars(
+            select(ProvisioningRequestRow)
+            .where(
+                ProvisioningRequestRow.service_id == service_id,
+                ProvisioningRequestRow.state == "pending",
+            )
+            .order_by(ProvisioningRequestRow.id)
+        ).all()
 
     def _mappings(self, event: EventKind) -> list[EventMapping]:
         return self.provider.context.mappings.of(event)
 
-    def _record_notice(self, account: AccountRow, snap: AccountSnapshot, notice: NoticeDue) -> None:
+    def _record_notice(self, account: AccountLike, snap: AccountSnapshot, notice: NoticeDue) -> None:
         context: dict[str, Any] = {}
         if notice.mapping.event is EventKind.SUSPENSION_WARNING:
             context["projected_suspension"] = (
@@ -317,14 +415,14 @@ class Applicator:
 
     def _notify(
         self,
-        account: AccountRow,
+        account: AccountLike,
         snap: AccountSnapshot,
         m: EventMapping,
         occurrence: str | None,
         due_at: datetime,
         *,
-        service: ServiceRow | None = None,
-        request: ProvisioningRequestRow | PendingRequest | None = None,
+        service: ServiceLike | None = None,
+        request: Request | None = None,
         invoice: str | None = None,
         skip_reason: str | None = None,
         context: dict[str, Any] | None = None,
@@ -386,7 +484,7 @@ class Applicator:
             elif state == "pending":
                 self._announce(account, values)
 
-    def _announce(self, account: AccountRow, values: dict[str, Any]) -> None:
+    def _announce(self, account: AccountLike, values: dict[str, Any]) -> None:
         announce(self.session, self.journal, account, values)
 
     # -- helpers -------------------------------------------------------------------
@@ -413,6 +511,15 @@ class Applicator:
             "reason": ev.restore_reason,
             "projected_suspension": iso_local(ev.projected, self.provider.tz) if ev.projected else None,
         }
+
+
+def _leave_episode(account: AccountLike) -> None:
+    """The account is in no episode any more (the relationship is typed per kind of account)."""
+    if isinstance(account, AccountState):
+        account.episode = None
+    else:
+        assert isinstance(account, AccountRow)
+        account.episode = None
 
 
 def needs_apply(stored: StoredAccount, ev: Evaluation) -> bool:

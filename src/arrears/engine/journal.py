@@ -5,16 +5,27 @@ with everything else) or, given a `Writes`, collects plain rows that
 `Writes.flush` inserts in bulk. The engine's evaluation rounds use the latter:
 a round makes thousands of rows whose ids nothing reads during the round, and
 one multi-row insert per table costs far less than one ORM object per row.
+
+`Writes` also writes back the account, service and episode states
+(`repository.AccountState`) the round changed: new episodes in one insert,
+changed rows in one `UPDATE ... FROM unnest(...)` per table on PostgreSQL (an
+executemany elsewhere). The states are the only copy of those rows the engine
+changes within the transaction; any ORM copy the session holds is expired once
+they are written, so the two can never disagree.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import Table, insert, text
+from sqlalchemy import Table, bindparam, insert, text, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
+from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
+from arrears.store.repository import REMEMBERED_EVENTS, AccountState, EpisodeState, ServiceState
 from arrears.store.tables import (
     AccountRow,
     EpisodeRow,
@@ -22,6 +33,7 @@ from arrears.store.tables import (
     NoteRow,
     NotificationRow,
     ProvisioningRequestRow,
+    ServiceRow,
 )
 
 # The tables themselves (Core): plain executemany inserts, no ORM bookkeeping.
@@ -29,6 +41,25 @@ _REQUESTS: Table = ProvisioningRequestRow.__table__  # type: ignore[assignment]
 _NOTIFICATIONS: Table = NotificationRow.__table__  # type: ignore[assignment]
 _HISTORY: Table = HistoryRow.__table__  # type: ignore[assignment]
 _NOTES: Table = NoteRow.__table__  # type: ignore[assignment]
+_ACCOUNTS: Table = AccountRow.__table__  # type: ignore[assignment]
+_SERVICES: Table = ServiceRow.__table__  # type: ignore[assignment]
+_EPISODES: Table = EpisodeRow.__table__  # type: ignore[assignment]
+
+
+class HasId(Protocol):
+    """An episode as rows refer to it: an ORM row or a state (id None until inserted)."""
+
+    @property
+    def id(self) -> int | None: ...
+
+
+class Subject(Protocol):
+    """An account as history lines name it: an ORM row or a state."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def ext_id(self) -> str: ...
 
 
 class PendingRequest:
@@ -38,7 +69,7 @@ class PendingRequest:
 
     state = "pending"
 
-    def __init__(self, values: dict[str, Any], episode: EpisodeRow | None):
+    def __init__(self, values: dict[str, Any], episode: HasId | None):
         self.values = values
         self.episode = episode
         self.id: int | None = None
@@ -50,25 +81,55 @@ class PendingRequest:
 
 
 class Writes:
-    """Rows to insert at the end of an evaluation round, in the order they were made.
+    """Rows to write at the end of an evaluation round, in the order they were made.
 
-    Episodes stay ORM objects (accounts point at them); rows that refer to an
-    episode or a request keep the object and take its id at `flush`, after the
-    session's own flush has given the new episodes theirs.
+    Rows that refer to an episode or a request keep the object and take its id
+    at `flush`, after the new episodes have theirs.
     """
 
     def __init__(self) -> None:
-        self.history: list[tuple[dict[str, Any], EpisodeRow | None]] = []
+        self.history: list[tuple[dict[str, Any], HasId | None]] = []
         self.requests: list[PendingRequest] = []
         self.notifications: list[tuple[dict[str, Any], PendingRequest | ProvisioningRequestRow | None]] = []
         self.notes: list[dict[str, Any]] = []
+        # States written back when changed, and episodes to insert.
+        self.accounts: list[AccountState] = []
+        self.episodes: list[EpisodeState] = []
+        self.new_episodes: list[EpisodeState] = []
+
+    def track(self, accounts: Sequence[AccountState]) -> None:
+        """Write these states back (what changed of them) at every `flush`."""
+        self.accounts.extend(accounts)
+        self.episodes.extend(a.episode for a in accounts if a.episode is not None)
+
+    def add_episode(self, episode: EpisodeState) -> None:
+        self.new_episodes.append(episode)
+        self.episodes.append(episode)
 
     def has_request_for(self, service_id: int) -> bool:
         return any(r.service_id == service_id for r in self.requests)
 
-    def flush(self, session: Session) -> None:
-        """Write the session's changes, then the collected rows (a statement per table)."""
+    def remembered(self) -> bool:
+        """Whether a collected notification is one an evaluation reads back (`NoticeMemory`)."""
+        return any(values["event"] in REMEMBERED_EVENTS for values, _ in self.notifications)
+
+    def flush(self, session: Session, *, states: bool = True, collected: bool = True) -> None:
+        """Write the session's changes, the new episodes, the collected rows, then the changed states.
+
+        With `states=False` / `collected=False` the changed account, service and
+        episode rows / the collected rows are left for a later flush: between
+        evaluation rounds only new episodes' ids (and notifications that are read
+        back) are needed, and one statement per table per transaction costs less
+        than one per round.
+        """
         session.flush()
+        self._insert_episodes(session)
+        if collected:
+            self._insert_collected(session)
+        if states:
+            self._update_states(session)
+
+    def _insert_collected(self, session: Session) -> None:
         if self.requests:
             rows = [
                 {**r.values, "episode_id": r.episode.id if r.episode is not None else r.values["episode_id"]}
@@ -95,6 +156,114 @@ class Writes:
         if self.notes:
             _insert(session, _NOTES, self.notes)
             self.notes = []
+
+    def _insert_episodes(self, session: Session) -> None:
+        if self.new_episodes:
+            # Inserted first: accounts, services and history rows point at them.
+            new = self.new_episodes
+            rows = [
+                {
+                    "account_id": e.account_id,
+                    "started_at": e.started_at,
+                    "stage": e.stage,
+                    "rule_set_id": e.rule_set_id,
+                    "ended_at": e.ended_at,
+                    "end_reason": e.end_reason,
+                }
+                for e in new
+            ]
+            for e, new_id in zip(new, _insert(session, _EPISODES, rows, ids=True), strict=True):
+                e.id = new_id
+                e.saved = e.row()
+            self.new_episodes = []
+        # The states' episode ids follow their episodes (new ones have their ids now).
+        for account in self.accounts:
+            account.sync()
+
+    def _update_states(self, session: Session) -> None:
+        # One statement per table for the rows that changed since the last write.
+        episodes = _changed(self.episodes)
+        accounts = _changed(self.accounts)
+        services = _changed([s for a in self.accounts for s in a.services])
+        _update(session, _EPISODES, EpisodeState.COLUMNS, episodes)
+        _update(session, _ACCOUNTS, AccountState.COLUMNS, accounts)
+        _update(session, _SERVICES, ServiceState.COLUMNS, services)
+        _expire(session, EpisodeRow, [i for i, _ in episodes])
+        _expire(session, AccountRow, [i for i, _ in accounts])
+        _expire(session, ServiceRow, [i for i, _ in services])
+
+
+def _changed(
+    states: Sequence[AccountState | ServiceState | EpisodeState],
+) -> list[tuple[int, tuple[Any, ...]]]:
+    """(id, columns) of the states whose columns differ from what is stored; marks them stored."""
+    out: list[tuple[int, tuple[Any, ...]]] = []
+    for state in states:
+        row = state.row()
+        if row != state.saved:
+            assert state.id is not None
+            out.append((state.id, row))
+            state.saved = row
+    return out
+
+
+def _expire(session: Session, model: type[Any], ids: list[int]) -> None:
+    """Expire the session's ORM copies of rows just written with Core statements.
+
+    The next read of such an object loads it again (a relationship declared
+    `lazy="raise"` raises instead of answering from stale state).
+    """
+    identity_map = session.identity_map
+    if not identity_map:
+        return
+    for row_id in ids:
+        obj = identity_map.get(identity_key(model, row_id))
+        if obj is not None:
+            session.expire(obj)
+
+
+def _update(
+    session: Session, table: Table, names: Sequence[str], rows: list[tuple[int, tuple[Any, ...]]]
+) -> None:
+    """Set `names` to the given values in the rows with these ids, in one statement.
+
+    On PostgreSQL `UPDATE ... FROM unnest(<one array per column>)`, one statement
+    whatever the number of rows; elsewhere an executemany.
+    """
+    if not rows:
+        return
+    conn = session.connection()
+    dialect = conn.dialect
+    if dialect.name != "postgresql":
+        # Bind names must differ from the column names in an UPDATE's SET.
+        stmt = (
+            update(table)
+            .where(table.c.id == bindparam("b_id"))
+            .values({name: bindparam(f"b_{name}") for name in names})
+        )
+        params = [
+            {"b_id": row_id, **{f"b_{name}": v for name, v in zip(names, values, strict=True)}}
+            for row_id, values in rows
+        ]
+        conn.execute(stmt, params)
+        return
+    columns: list[list[Any]] = [[row_id for row_id, _ in rows]]
+    for n, name in enumerate(names):
+        proc = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+        column = [values[n] for _, values in rows]
+        columns.append(column if proc is None else [None if v is None else proc(v) for v in column])
+    arrays = ", ".join(
+        f"CAST(%s AS {table.c[name].type.compile(dialect=dialect)}[])" for name in ("id", *names)
+    )
+    sets = ", ".join(f"{name} = v.{name}" for name in names)
+    id_type = table.c.id.type.compile(dialect=dialect)
+    # `t.id = ANY(...)` as well: joined to the unnest alone, the planner may hash
+    # the whole table rather than look the rows up by primary key.
+    conn.exec_driver_sql(
+        f"UPDATE {table.name} AS t SET {sets} FROM unnest({arrays}) AS v(id, {', '.join(names)}) "
+        f"WHERE t.id = v.id AND t.id = ANY(CAST(%s AS {id_type}[]))",
+        (*columns, columns[0]),
+    )
 
 
 def _insert(session: Session, table: Table, rows: list[dict[str, Any]], *, ids: bool = False) -> list[int]:
@@ -124,6 +293,16 @@ def _insert(session: Session, table: Table, rows: list[dict[str, Any]], *, ids: 
         for row, new_id in zip(rows, new_ids, strict=True):
             row["id"] = new_id
     names = list(rows[0])
+    # COPY knows nothing of the columns' Python-side defaults (an INSERT through
+    # SQLAlchemy applies them): send the constant ones of the columns left out.
+    defaults = {
+        column.name: column.default.arg
+        for column in table.columns
+        if column.name not in rows[0] and isinstance(column.default, ScalarElementColumnDefault)
+    }
+    if defaults:
+        names += defaults
+        rows = [{**row, **defaults} for row in rows]
     processors = [table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names]
     raw = conn.connection.driver_connection
     assert raw is not None
@@ -160,7 +339,7 @@ class Journal:
         kind: str,
         account_id: int | None,
         *,
-        episode: EpisodeRow | None = None,
+        episode: HasId | None = None,
         episode_id: int | None = None,
         rule_set_id: int | None = None,
         at: datetime | None = None,
@@ -189,9 +368,11 @@ class Journal:
             rule_set_id=rule_set_id,
             actor=self.actor,
         )
-        if episode is not None:
+        if isinstance(episode, EpisodeRow):
             # By reference: the episode may not have its id until the flush.
             row.episode = episode
+        elif episode is not None:
+            row.episode_id = episode.id
         self.session.add(row)
 
 
@@ -200,7 +381,7 @@ def moved(before: str, after: str) -> dict[str, Any]:
     return {"from": before, "to": after}
 
 
-def announce(session: Session, journal: Journal, account: AccountRow, values: dict[str, Any]) -> None:
+def announce(session: Session, journal: Journal, account: Subject, values: dict[str, Any]) -> None:
     """A notice is out of the engine's hands: recorded for delivery (and noted).
 
     `values` holds the notification's channel, event, service_ext_id,

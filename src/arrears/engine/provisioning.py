@@ -6,14 +6,16 @@ dispatcher later hands it to the provider's adapter and records the outcome.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from arrears.engine.journal import Journal, announce
+from arrears.store.repository import id_filter
 from arrears.store.tables import AccountRow, NotificationRow, ProvisioningRequestRow, ServiceRow
 
 FINAL_STATES = ("confirmed", "failed", "cancelled")
@@ -55,31 +57,74 @@ class ProvisioningDispatcher:
         if session.get_bind().dialect.name == "postgresql":
             stmt = stmt.with_for_update(skip_locked=True)
         requests = session.scalars(stmt).all()
+        if not requests:
+            return 0
+        # What the batch needs, read in a few queries rather than a few per request.
+        service_ids = sorted({req.service_id for req in requests})
+        account_ids = sorted({req.account_id for req in requests})
+        among_services = id_filter(session, service_ids)
+        # The oldest request of each service still waiting for its confirmation.
+        first_sent: dict[int, int] = {
+            service_id: first
+            for service_id, first in session.execute(
+                select(ProvisioningRequestRow.service_id, func.min(ProvisioningRequestRow.id))
+                .where(
+                    among_services(ProvisioningRequestRow.service_id), ProvisioningRequestRow.state == "sent"
+                )
+                .group_by(ProvisioningRequestRow.service_id)
+            ).all()
+        }
+        # Held here, so `get_one` (in `settle`) answers from the identity map.
+        services = {
+            svc.id: svc for svc in session.scalars(select(ServiceRow).where(among_services(ServiceRow.id)))
+        }
+        accounts = session.scalars(
+            select(AccountRow).where(id_filter(session, account_ids)(AccountRow.id))
+        ).all()
+        waiting: dict[int, list[NotificationRow]] = {req.id: [] for req in requests}
+        for note in session.scalars(
+            select(NotificationRow)
+            .where(
+                id_filter(session, sorted(waiting))(NotificationRow.provisioning_request_id),
+                NotificationRow.state == "waiting",
+            )
+            .order_by(NotificationRow.id)
+        ):
+            assert note.provisioning_request_id is not None
+            waiting[note.provisioning_request_id].append(note)
         done = 0
         seen_services: set[int] = set()
         for req in requests:
-            if req.service_id in seen_services or self._earlier_unfinished(session, req):
-                continue  # requests for one service are applied in order
+            # Requests for one service are applied in order. The states read above
+            # stay true through the loop: only requests of services in
+            # `seen_services` change, and those are not looked at again.
+            earlier = first_sent.get(req.service_id)
+            if req.service_id in seen_services or (earlier is not None and earlier < req.id):
+                continue
             seen_services.add(req.service_id)
-            service = session.get_one(ServiceRow, req.service_id)
+            service = services[req.service_id]
             adapter = self.adapters.get(req.adapter) or self.adapters["log"]
             req.attempts += 1
             outcome = adapter.execute(req, service)
-            self.settle(session, req, outcome, now)
+            self.settle(session, req, outcome, now, waiting=waiting[req.id])
             done += 1
+        del accounts  # held until here (see above)
         return done
 
-    def _earlier_unfinished(self, session: Session, req: ProvisioningRequestRow) -> bool:
-        earlier = session.scalar(
-            select(ProvisioningRequestRow.id).where(
-                ProvisioningRequestRow.service_id == req.service_id,
-                ProvisioningRequestRow.id < req.id,
-                ProvisioningRequestRow.state == "sent",
-            )
-        )
-        return earlier is not None
+    def settle(
+        self,
+        session: Session,
+        req: ProvisioningRequestRow,
+        outcome: Outcome,
+        now: datetime,
+        *,
+        waiting: Sequence[NotificationRow] | None = None,
+    ) -> None:
+        """Record the outcome; a final one releases (or skips) the notices waiting for it.
 
-    def settle(self, session: Session, req: ProvisioningRequestRow, outcome: Outcome, now: datetime) -> None:
+        `waiting`, when given, must be the request's notifications in state
+        `waiting` (the dispatcher reads them for a whole batch at once).
+        """
         req.state = outcome.state
         req.last_error = outcome.error
         req.updated_at = now
@@ -97,11 +142,12 @@ class ProvisioningDispatcher:
             action=req.action,
             state=req.state,
         )
-        waiting = session.scalars(
-            select(NotificationRow).where(
-                NotificationRow.provisioning_request_id == req.id, NotificationRow.state == "waiting"
-            )
-        ).all()
+        if waiting is None:
+            waiting = session.scalars(
+                select(NotificationRow)
+                .where(NotificationRow.provisioning_request_id == req.id, NotificationRow.state == "waiting")
+                .order_by(NotificationRow.id)
+            ).all()
         for note in waiting:
             if req.state == "confirmed":
                 # The network has changed: now the customer may be told.

@@ -36,17 +36,22 @@ out is not in an episode, has no wake-up due, and no stage of any rule set
 can hold for it: its decision is "nothing to do".
 
 The candidates are then evaluated in batches: read as plain rows and
-evaluated without locks (`service.assess`); only the accounts where carrying
-out the decision would change something are locked and evaluated again by
-`service.reevaluate` in a transaction of their own (on PostgreSQL with
+evaluated without locks (`service.assess_snapshots`); only the accounts where
+carrying out the decision would change something are locked and read again
+by `service.reevaluate` in a transaction of their own (on PostgreSQL with
 `FOR UPDATE SKIP LOCKED`: an account another worker holds is that worker's).
+An account that has not changed in between keeps the evaluation it was
+assessed with. On PostgreSQL two such transactions run side by side
+(`_Applier`): while one waits for the database, the other is evaluated.
 A dry run stops after the first step and changes nothing.
 """
 
 from __future__ import annotations
 
 from array import array
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -58,12 +63,13 @@ from sqlalchemy.orm import Session
 
 from arrears.domain.clock import iso_local, local_date
 from arrears.domain.decisions import Action, Evaluation
+from arrears.domain.model import AccountSnapshot
 from arrears.domain.money import fmt
 from arrears.domain.rules import RuleSet
 from arrears.engine.applicator import needs_apply
 from arrears.engine.service import (
     PassResult,
-    assess,
+    assess_snapshots,
     claim_accounts,
     reevaluate,
     run_due,
@@ -75,6 +81,8 @@ from arrears.store.tables import AccountRow, InvoiceRow, ProviderRow
 # Accounts per writing transaction, and per read of the full pass's first look.
 BATCH = 500
 READ_BATCH = 2000
+# Writing transactions at once on PostgreSQL (see `_Applier`).
+APPLY_THREADS = 2
 
 T = TypeVar("T")
 Progress = Callable[[int, int], None]  # (accounts done, accounts to do)
@@ -241,6 +249,13 @@ class ScanResult(PassResult):
     stopped: bool = False
     plan: list[PlanEntry] = field(default_factory=list)
 
+    def merge_scan(self, other: ScanResult) -> None:
+        """Add the counts and plan of a batch (not its candidates or `stopped`)."""
+        self.merge(other)
+        self.applied += other.applied
+        self.skipped_locked += other.skipped_locked
+        self.plan.extend(other.plan)
+
 
 # -- the passes ----------------------------------------------------------------------------
 
@@ -286,54 +301,114 @@ def full_pass(
     done = 0
     if progress is not None:
         progress(0, total)
-    for provider, ids in work:
-        # Reading is cheap per account, so it goes in bigger batches than writing.
-        for chunk in _chunks(ids, max(batch, READ_BATCH)):
-            if should_stop is not None and should_stop():
-                result.stopped = True
-                return result
-            t = clock() if clock is not None else now
-            with db.transaction() as session:
-                assessed = assess(session, provider, chunk, t)
-            if dry_run:
-                for stored, ev in assessed:
-                    result.add(ev)
-                    if plan:
-                        result.plan.append(plan_entry(provider, stored, ev))
-            else:
-                for part in _chunks(assessed, batch):
-                    if should_stop is not None and should_stop():
-                        result.stopped = True
-                        return result
-                    _apply_chunk(db, provider, part, t, result, plan)
-            done += len(chunk)
-            if progress is not None:
-                progress(done, total)
+    applier = _Applier(db, result, threads=APPLY_THREADS if db.is_postgres and not dry_run else 1)
+    try:
+        for provider, ids in work:
+            # Reading is cheap per account, so it goes in bigger batches than writing.
+            for chunk in _chunks(ids, max(batch, READ_BATCH)):
+                if should_stop is not None and should_stop():
+                    result.stopped = True
+                    return result
+                t = clock() if clock is not None else now
+                with db.transaction() as session:
+                    assessed = assess_snapshots(session, provider, chunk, t)
+                if dry_run:
+                    for stored, _, ev in assessed:
+                        result.add(ev)
+                        if plan:
+                            result.plan.append(plan_entry(provider, stored, ev))
+                else:
+                    for part in _chunks(assessed, batch):
+                        if should_stop is not None and should_stop():
+                            result.stopped = True
+                            return result
+                        applier.submit(provider, part, t, plan)
+                done += len(chunk)
+                if progress is not None:
+                    progress(done, total)
+        applier.finish()
+    finally:
+        # On a stop or an error, batches not yet started are dropped; those
+        # started commit (or fail) and are counted.
+        applier.close()
     return result
+
+
+class _Applier:
+    """Carries out batches (`_apply_chunk`), several at once on PostgreSQL.
+
+    Each batch is its own transaction on its own connection, over accounts no
+    other batch holds (they are locked), so batches are independent: while one
+    waits for the database (its inserts, its commit) another is evaluated.
+    Results are merged in the order the batches were submitted.
+    """
+
+    def __init__(self, db: Database, result: ScanResult, threads: int):
+        self.db = db
+        self.result = result
+        self.threads = threads
+        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="arrears-apply") if threads > 1 else None
+        self.running: deque[Future[ScanResult]] = deque()
+
+    def submit(
+        self,
+        provider: ProviderView,
+        part: list[tuple[StoredAccount, AccountSnapshot, Evaluation]],
+        now: datetime,
+        plan: bool,
+    ) -> None:
+        if self.pool is None:
+            self.result.merge_scan(_apply_chunk(self.db, provider, part, now, plan))
+            return
+        self.running.append(self.pool.submit(_apply_chunk, self.db, provider, part, now, plan))
+        # A bounded queue: the pass reads ahead by at most one batch per thread.
+        self._collect(self.threads)
+
+    def finish(self) -> None:
+        self._collect(0)
+
+    def _collect(self, keep: int) -> None:
+        while len(self.running) > keep:
+            self.result.merge_scan(self.running.popleft().result())
+
+    def close(self) -> None:
+        if self.pool is None:
+            return
+        for future in self.running:
+            future.cancel()
+        self.pool.shutdown(wait=True)
+        for future in self.running:
+            if not future.cancelled() and future.exception() is None:
+                self.result.merge_scan(future.result())
+        self.running.clear()
 
 
 def _apply_chunk(
     db: Database,
     provider: ProviderView,
-    assessed: list[tuple[StoredAccount, Evaluation]],
+    assessed: list[tuple[StoredAccount, AccountSnapshot, Evaluation]],
     now: datetime,
-    result: ScanResult,
     plan: bool,
-) -> None:
+) -> ScanResult:
     """Carry out the decisions of one batch: only where something changes, under a lock."""
+    result = ScanResult()
     todo: dict[int, StoredAccount] = {}
-    for stored, ev in assessed:
+    seen: dict[int, tuple[AccountSnapshot, Evaluation]] = {}
+    for stored, snap, ev in assessed:
         if needs_apply(stored, ev):
             todo[stored.id] = stored
+            seen[stored.id] = (snap, ev)
             continue
         result.add(ev)
         if plan:
             result.plan.append(plan_entry(provider, stored, ev))
     if not todo:
-        return
+        return result
     with db.transaction() as session:
         mine = claim_accounts(session, list(todo))
-        evaluations = reevaluate(session, provider, mine, now)
+        # Under the lock each account is read again; one that has not changed
+        # since it was assessed keeps that evaluation (see `reevaluate`).
+        evaluations = reevaluate(session, provider, mine, now, assessed=seen)
     # reevaluate answers in account id order, and `mine` is in id order.
     for account_id, ev in zip(mine, evaluations, strict=True):
         result.add(ev)
@@ -341,6 +416,7 @@ def _apply_chunk(
             result.plan.append(plan_entry(provider, todo[account_id], ev))
     result.applied += len(mine)
     result.skipped_locked += len(todo) - len(mine)
+    return result
 
 
 def due_pass(

@@ -5,7 +5,7 @@ Production (worker, API) and the simulation call exactly these functions.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -13,18 +13,21 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from arrears.domain.decisions import Action, Evaluation, evaluate
+from arrears.domain.model import AccountSnapshot
 from arrears.engine.applicator import Applicator
 from arrears.engine.journal import Journal, Writes
 from arrears.engine.provisioning import ProvisioningDispatcher
 from arrears.store.db import Database
 from arrears.store.repository import (
+    AccountState,
     ProviderView,
     StoredAccount,
-    load_accounts,
+    id_filter,
     load_provider,
     load_snapshots,
+    load_states,
     notice_memory,
-    snapshot,
+    state_snapshot,
 )
 from arrears.store.tables import AccountRow
 
@@ -57,43 +60,56 @@ def reevaluate(
     *,
     actor: str = "arrears",
     dry_run: bool = False,
+    assessed: Mapping[int, tuple[AccountSnapshot, Evaluation]] | None = None,
 ) -> list[Evaluation]:
     """Evaluate accounts of one provider at `now` and carry out what is decided.
 
     Runs inside the caller's transaction: the decision, its history and its
     side-effect rows commit together. Returns the first evaluation of each
     account, in account id order.
+
+    `assessed` (account id -> snapshot and its evaluation at `now`, e.g. from
+    `assess_snapshots` moments before) spares evaluating again an account whose
+    locked snapshot is still equal: `evaluate` is a pure function of both.
     """
     if dry_run:
         return [ev for _, ev in assess(session, provider, account_ids, now)]
     ctx = provider.context
-    rows = load_accounts(session, account_ids, lock=True)
-    memory = notice_memory(session, rows)
+    # Plain rows, locked; the states are this transaction's copy of the account,
+    # service and episode rows, written back by `writes` (see journal.Writes).
+    states = load_states(session, account_ids, lock=True)
+    memory = notice_memory(session, states)
     # History, provisioning and notification rows are collected and inserted in
-    # bulk at the end of each round (still in the caller's transaction).
+    # bulk at the end (still in the caller's transaction).
     writes = Writes()
+    writes.track(states)
     journal = Journal(session, provider.id, now, actor, writes)
     applicator = Applicator(session, provider, now, journal)
+    # A restore cancels its services' pending requests: read them for the batch at once.
+    applicator.read_pending(s.id for a in states if a.episode is not None for s in a.services)
     out: list[Evaluation] = []
-    changed: list[AccountRow] = []
-    for row in rows:
-        snap = snapshot(row, memory[row.id])
-        ev = evaluate(snap, ctx, now)
+    changed: list[AccountState] = []
+    for state in states:
+        snap = state_snapshot(state, memory[state.id])
+        seen = assessed.get(state.id) if assessed is not None else None
+        ev = seen[1] if seen is not None and seen[0] == snap else evaluate(snap, ctx, now)
         out.append(ev)
-        if applicator.apply(row, snap, ev):
-            changed.append(row)
+        if applicator.apply(state, snap, ev):
+            changed.append(state)
     # The accounts that changed are evaluated again, all together (one flush and
     # one query a round, not one per account), until they settle.
     for _ in range(MAX_ROUNDS - 1):
         if not changed:
             break
-        writes.flush(session)
+        # New episodes get their ids, and notifications the memory below reads
+        # are written; everything else is written once, at the end.
+        writes.flush(session, states=False, collected=writes.remembered())
         memory = notice_memory(session, changed)
-        again: list[AccountRow] = []
-        for row in changed:
-            snap = snapshot(row, memory[row.id])
-            if applicator.apply(row, snap, evaluate(snap, ctx, now)):
-                again.append(row)
+        again: list[AccountState] = []
+        for state in changed:
+            snap = state_snapshot(state, memory[state.id])
+            if applicator.apply(state, snap, evaluate(snap, ctx, now)):
+                again.append(state)
         changed = again
     writes.flush(session)
     return out
@@ -107,8 +123,15 @@ def assess(
     Reads plain rows (no ORM objects, no locks), so it is the fast way to look
     at many accounts; `reevaluate` is the way to act on them.
     """
+    return [(stored, ev) for stored, _, ev in assess_snapshots(session, provider, account_ids, now)]
+
+
+def assess_snapshots(
+    session: Session, provider: ProviderView, account_ids: Sequence[int], now: datetime
+) -> list[tuple[StoredAccount, AccountSnapshot, Evaluation]]:
+    """`assess`, with the snapshot each evaluation was made from."""
     ctx = provider.context
-    return [(stored, evaluate(snap, ctx, now)) for stored, snap in load_snapshots(session, account_ids)]
+    return [(stored, snap, evaluate(snap, ctx, now)) for stored, snap in load_snapshots(session, account_ids)]
 
 
 def claim_accounts(session: Session, account_ids: Sequence[int]) -> list[int]:
@@ -120,7 +143,8 @@ def claim_accounts(session: Session, account_ids: Sequence[int]) -> list[int]:
     """
     if not account_ids:
         return []
-    stmt = select(AccountRow.id).where(AccountRow.id.in_(sorted(set(account_ids)))).order_by(AccountRow.id)
+    among = id_filter(session, sorted(set(account_ids)))
+    stmt = select(AccountRow.id).where(among(AccountRow.id)).order_by(AccountRow.id)
     if session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
     return list(session.scalars(stmt).all())

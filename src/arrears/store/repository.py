@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, time
+from datetime import date, datetime, time
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import BigInteger, ColumnElement, Text, any_, bindparam, cast, func, select
@@ -143,11 +143,11 @@ class NoticeMemory:
 
 
 def _among(session: Session, column: Any, ids: Sequence[int]) -> ColumnElement[bool]:
-    """`column IN ids`, for a batch of ids (see `_id_filter`)."""
-    return _id_filter(session, ids)(column)
+    """`column IN ids`, for a batch of ids (see `id_filter`)."""
+    return id_filter(session, ids)(column)
 
 
-def _id_filter(session: Session, ids: Sequence[int]) -> Callable[[Any], ColumnElement[bool]]:
+def id_filter(session: Session, ids: Sequence[int]) -> Callable[[Any], ColumnElement[bool]]:
     """A maker of `column IN ids` conditions for one batch of ids.
 
     On PostgreSQL it is `column = ANY(CAST(:ids AS BIGINT[]))` with the ids sent
@@ -173,8 +173,19 @@ def _id_filter(session: Session, ids: Sequence[int]) -> Callable[[Any], ColumnEl
     return in_
 
 
-def notice_memory(session: Session, accounts: Sequence[AccountRow]) -> dict[int, NoticeMemory]:
-    """Recorded notice occurrences of a batch of accounts, in one query."""
+# The events whose notifications an evaluation reads back (`NoticeMemory`).
+REMEMBERED_EVENTS = ("invoice_due", "invoice_overdue", "suspension_warning")
+
+
+class _OnAPath(Protocol):
+    @property
+    def id(self) -> int: ...
+    @property
+    def path_started_at(self) -> datetime | None: ...
+
+
+def notice_memory(session: Session, accounts: Sequence[_OnAPath]) -> dict[int, NoticeMemory]:
+    """Recorded notice occurrences of a batch of accounts (rows or states), in one query."""
     return _notice_memory(session, {a.id: a.path_started_at for a in accounts})
 
 
@@ -192,7 +203,7 @@ def _notice_memory(session: Session, path_started: dict[int, datetime | None]) -
             NotificationRow.created_at,
         ).where(
             _among(session, NotificationRow.account_id, list(path_started)),
-            NotificationRow.event.in_(("invoice_due", "invoice_overdue", "suspension_warning")),
+            NotificationRow.event.in_(REMEMBERED_EVENTS),
         )
     ).all()
     for account_id, key, mapping_key, event, created in rows:
@@ -269,7 +280,132 @@ def snapshot(account: AccountRow, memory: NoticeMemory) -> AccountSnapshot:
     )
 
 
-# -- read-only snapshots, straight from the tables ---------------------------------------
+# -- plain rows, straight from the tables ------------------------------------------------
+#
+# The engine reads accounts as plain rows (no ORM objects): `load_snapshots` for
+# looking (scans, dry runs) and `load_states` for acting, where the states are
+# mutable and `journal.Writes` writes what changed back with set-based statements.
+
+
+@dataclass(eq=False, slots=True)
+class EpisodeState:
+    """An episode row as plain, mutable state; `id` is None until it is inserted."""
+
+    id: int | None
+    account_id: int
+    started_at: datetime
+    stage: str
+    rule_set_id: int | None
+    ended_at: datetime | None = None
+    end_reason: str | None = None
+    # The written columns as they are in the database (None: not inserted yet).
+    saved: tuple[Any, ...] | None = None
+
+    COLUMNS = ("stage", "ended_at", "end_reason")
+
+    def row(self) -> tuple[Any, ...]:
+        return (self.stage, self.ended_at, self.end_reason)
+
+
+@dataclass(eq=False, slots=True)
+class ServiceState:
+    """A service row as plain, mutable state.
+
+    Assigning `episode` (as the ORM relationship would) sets `episode_id` when
+    the changes are written, once a new episode has its id.
+    """
+
+    id: int
+    account_id: int
+    ext_id: str
+    type: str
+    status: str
+    changed_by: str
+    episode_id: int | None
+    episode: EpisodeState | None = None
+    saved: tuple[Any, ...] = ()
+
+    COLUMNS = ("status", "changed_by", "episode_id")
+
+    def sync(self) -> None:
+        """`episode_id` from `episode`, once a new episode has its id."""
+        if self.episode is not None:
+            self.episode_id = self.episode.id
+
+    def row(self) -> tuple[Any, ...]:
+        return (self.status, self.changed_by, self.episode_id)
+
+
+@dataclass(eq=False, slots=True)
+class AccountState:
+    """An account with everything a decision reads, as plain rows; the engine's unit of work.
+
+    Within a transaction a state is the only copy of its account, service and
+    episode rows the engine changes: `journal.Writes` writes them back (and
+    expires any ORM copy the session holds).
+    """
+
+    id: int
+    provider_id: int
+    ext_id: str
+    status: str
+    status_reason: str | None
+    omit: bool
+    omit_reason: str | None
+    omit_until: date | None
+    episode_id: int | None
+    operator_restored_at: datetime | None
+    path_started_at: datetime | None
+    excluded_reasons: str | None
+    shadow_stage: str | None
+    next_wakeup_at: datetime | None
+    evaluated_at: datetime | None
+    stage: str | None
+    projected_suspension: datetime | None
+    episode: EpisodeState | None
+    services: list[ServiceState]
+    # Read-only inputs of the decision.
+    groups: frozenset[str]
+    contacts: tuple[Contact, ...]
+    invoices: tuple[Invoice, ...]
+    unallocated: Decimal
+    plans: tuple[PaymentPlan, ...]
+    open_cases: int
+    saved: tuple[Any, ...] = ()
+
+    # The columns an evaluation may change.
+    COLUMNS = (
+        "status",
+        "status_reason",
+        "episode_id",
+        "path_started_at",
+        "excluded_reasons",
+        "shadow_stage",
+        "next_wakeup_at",
+        "evaluated_at",
+        "stage",
+        "projected_suspension",
+    )
+
+    def sync(self) -> None:
+        """`episode_id` from `episode` (and the services'), once a new episode has its id."""
+        self.episode_id = self.episode.id if self.episode is not None else None
+        for service in self.services:
+            service.sync()
+
+    def row(self) -> tuple[Any, ...]:
+        return (
+            self.status,
+            self.status_reason,
+            self.episode_id,
+            self.path_started_at,
+            self.excluded_reasons,
+            self.shadow_stage,
+            self.next_wakeup_at,
+            self.evaluated_at,
+            self.stage,
+            self.projected_suspension,
+        )
 
 
 @dataclass(frozen=True)
@@ -290,14 +426,11 @@ class StoredAccount:
     projected_suspension: datetime | None
 
 
-def load_snapshots(
-    session: Session, account_ids: Sequence[int]
-) -> list[tuple[StoredAccount, AccountSnapshot]]:
-    """What `snapshot(load_accounts(...))` gives, without building ORM objects.
+def load_states(session: Session, account_ids: Sequence[int], *, lock: bool = False) -> list[AccountState]:
+    """Accounts with everything a decision reads, as plain rows, in account id order.
 
-    For reading many accounts fast (scans, dry runs): plain rows, one query per
-    table for the whole batch, no locks. Ordered by account id. Must stay equal
-    to `snapshot` (tests/integration/test_scan.py compares the two).
+    One query per table for the whole batch. With `lock` the account rows are
+    locked for the transaction (PostgreSQL `FOR UPDATE`; SQLite has one writer).
     """
     ids = sorted(set(account_ids))
     if not ids:
@@ -305,10 +438,10 @@ def load_snapshots(
     # Plain (Core) selects do not autoflush: inputs written earlier in the same
     # transaction must be seen.
     session.flush()
-    among = _id_filter(session, ids)
+    among = id_filter(session, ids)
 
     a, e = AccountRow.__table__.c, EpisodeRow.__table__.c
-    accounts = session.execute(
+    stmt = (
         select(
             a.id,
             a.provider_id,
@@ -327,14 +460,19 @@ def load_snapshots(
             a.evaluated_at,
             a.stage,
             a.projected_suspension,
-            e.stage,
             e.started_at,
+            e.stage,
+            e.rule_set_id,
+            e.ended_at,
+            e.end_reason,
         )
         .select_from(AccountRow.__table__.outerjoin(EpisodeRow.__table__, e.id == a.episode_id))
         .where(among(a.id))
         .order_by(a.id)
-    ).all()
-    episode_of = {r[0]: r[8] for r in accounts}
+    )
+    if lock and session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(of=AccountRow.__table__)
+    accounts = session.execute(stmt).all()
 
     groups: dict[int, set[str]] = {}
     g = GroupRow.__table__.c
@@ -350,21 +488,23 @@ def load_snapshots(
     ).all():
         contacts.setdefault(account_id, []).append(Contact(_ROLES[role], name, email, phone, service))
 
-    services: dict[int, list[Service]] = {}
+    services: dict[int, list[ServiceState]] = {}
     s = ServiceRow.__table__.c
-    for account_id, ext_id, stype, status, changed_by, episode_id in session.execute(
-        select(s.account_id, s.ext_id, s.type, s.status, s.changed_by, s.episode_id)
+    for service_id, account_id, ext_id, stype, status, changed_by, episode_id in session.execute(
+        select(s.id, s.account_id, s.ext_id, s.type, s.status, s.changed_by, s.episode_id)
         .where(among(s.account_id))
         .order_by(s.id)
     ).all():
-        current = episode_of.get(account_id)
         services.setdefault(account_id, []).append(
-            Service(
+            ServiceState(
+                service_id,
+                account_id,
                 ext_id,
                 stype,
-                _SERVICE_STATUSES[status],
-                _CHANGED_BY[changed_by],
-                current is not None and episode_id == current,
+                status,
+                changed_by,
+                episode_id,
+                saved=(status, changed_by, episode_id),
             )
         )
 
@@ -409,10 +549,9 @@ def load_snapshots(
         ).all()
     }
 
-    memory = _notice_memory(session, {r[0]: r[10] for r in accounts})
     zero = Decimal("0")
     no_groups: frozenset[str] = frozenset()
-    out: list[tuple[StoredAccount, AccountSnapshot]] = []
+    out: list[AccountState] = []
     for (
         account_id,
         provider_id,
@@ -431,47 +570,129 @@ def load_snapshots(
         evaluated_at,
         stage,
         projected,
-        episode_stage,
         episode_started,
+        episode_stage,
+        episode_rule_set,
+        episode_ended,
+        episode_end_reason,
     ) in accounts:
-        mem = memory[account_id]
+        episode = None
+        mine = services.get(account_id, [])
+        if episode_id is not None:
+            episode = EpisodeState(
+                episode_id,
+                account_id,
+                episode_started,
+                episode_stage,
+                episode_rule_set,
+                episode_ended,
+                episode_end_reason,
+            )
+            episode.saved = episode.row()
+            for svc in mine:
+                if svc.episode_id == episode_id:
+                    svc.episode = episode
         member = groups.get(account_id)
-        snap = AccountSnapshot(
-            id=ext_id,
-            status=_ACCOUNT_STATUSES[status],
-            status_reason=StatusReason(status_reason) if status_reason else None,
-            groups=frozenset(member) if member else no_groups,
-            contacts=tuple(contacts.get(account_id, ())),
-            services=tuple(services.get(account_id, ())),
-            invoices=tuple(invoices.get(account_id, ())),
-            unallocated=unallocated.get(account_id, zero),
-            plans=tuple(plans.get(account_id, ())),
-            open_cases=cases.get(account_id, 0),
-            omit=OmitFlag(omit_reason or "", omit_until) if omit else None,
-            episode=Episode(episode_id, episode_stage, episode_started) if episode_id is not None else None,
-            operator_restored_at=operator_restored_at,
-            path_started_at=path_started_at,
-            warnings_sent=dict(mem.warnings),
-            notices_recorded=frozenset(mem.occurrences),
-            excluded_reasons=tuple(excluded_reasons.split(",")) if excluded_reasons else None,
-            shadow_stage=shadow_stage,
+        state = AccountState(
+            account_id,
+            provider_id,
+            ext_id,
+            status,
+            status_reason,
+            omit,
+            omit_reason,
+            omit_until,
+            episode_id,
+            operator_restored_at,
+            path_started_at,
+            excluded_reasons,
+            shadow_stage,
+            next_wakeup_at,
+            evaluated_at,
+            stage,
+            projected,
+            episode,
+            mine,
+            frozenset(member) if member else no_groups,
+            tuple(contacts.get(account_id, ())),
+            tuple(invoices.get(account_id, ())),
+            unallocated.get(account_id, zero),
+            tuple(plans.get(account_id, ())),
+            cases.get(account_id, 0),
         )
-        stored = StoredAccount(
-            id=account_id,
-            provider_id=provider_id,
-            ext_id=ext_id,
-            status=status,
-            episode_stage=episode_stage if episode_id is not None else None,
-            excluded_reasons=excluded_reasons,
-            shadow_stage=shadow_stage,
-            path_started_at=path_started_at,
-            next_wakeup_at=next_wakeup_at,
-            evaluated_at=evaluated_at,
-            stage=stage,
-            projected_suspension=projected,
-        )
-        out.append((stored, snap))
+        state.saved = state.row()
+        out.append(state)
     return out
+
+
+def state_snapshot(account: AccountState, memory: NoticeMemory) -> AccountSnapshot:
+    """The decision's view of a state: what `snapshot` gives for the same rows."""
+    current = account.episode_id
+    episode: Episode | None = None
+    if account.episode is not None:
+        # Snapshots are taken of written states (a new episode has its id by then).
+        assert account.episode.id is not None, "snapshot of an episode not yet written"
+        episode = Episode(account.episode.id, account.episode.stage, account.episode.started_at)
+    return AccountSnapshot(
+        id=account.ext_id,
+        status=_ACCOUNT_STATUSES[account.status],
+        status_reason=StatusReason(account.status_reason) if account.status_reason else None,
+        groups=account.groups,
+        contacts=account.contacts,
+        services=tuple(
+            Service(
+                s.ext_id,
+                s.type,
+                _SERVICE_STATUSES[s.status],
+                _CHANGED_BY[s.changed_by],
+                current is not None and s.episode_id == current,
+            )
+            for s in account.services
+        ),
+        invoices=account.invoices,
+        unallocated=account.unallocated,
+        plans=account.plans,
+        open_cases=account.open_cases,
+        omit=OmitFlag(account.omit_reason or "", account.omit_until) if account.omit else None,
+        episode=episode,
+        operator_restored_at=account.operator_restored_at,
+        path_started_at=account.path_started_at,
+        warnings_sent=dict(memory.warnings),
+        notices_recorded=frozenset(memory.occurrences),
+        excluded_reasons=tuple(account.excluded_reasons.split(",")) if account.excluded_reasons else None,
+        shadow_stage=account.shadow_stage,
+    )
+
+
+def stored_account(account: AccountState) -> StoredAccount:
+    return StoredAccount(
+        id=account.id,
+        provider_id=account.provider_id,
+        ext_id=account.ext_id,
+        status=account.status,
+        episode_stage=account.episode.stage if account.episode is not None else None,
+        excluded_reasons=account.excluded_reasons,
+        shadow_stage=account.shadow_stage,
+        path_started_at=account.path_started_at,
+        next_wakeup_at=account.next_wakeup_at,
+        evaluated_at=account.evaluated_at,
+        stage=account.stage,
+        projected_suspension=account.projected_suspension,
+    )
+
+
+def load_snapshots(
+    session: Session, account_ids: Sequence[int]
+) -> list[tuple[StoredAccount, AccountSnapshot]]:
+    """What `snapshot(load_accounts(...))` gives, without building ORM objects.
+
+    For reading many accounts fast (scans, dry runs): plain rows, one query per
+    table for the whole batch, no locks. Ordered by account id. Must stay equal
+    to `snapshot` (tests/integration/test_scan.py compares the two).
+    """
+    states = load_states(session, account_ids)
+    memory = notice_memory(session, states)
+    return [(stored_account(s), state_snapshot(s, memory[s.id])) for s in states]
 
 
 # Enum members by value: a dict lookup is several times faster than calling the enum.

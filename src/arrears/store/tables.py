@@ -278,7 +278,10 @@ class NotificationRow(Base):
     # waiting (for provisioning) / pending (to deliver) / sent / failed / skipped
     state: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(String(200))
-    provisioning_request_id: Mapped[int | None] = mapped_column(ForeignKey("provisioning_requests.id"))
+    # Indexed: the provisioning dispatcher releases a request's waiting notices by it.
+    provisioning_request_id: Mapped[int | None] = mapped_column(
+        ForeignKey("provisioning_requests.id"), index=True
+    )
     context: Mapped[dict[str, Any]]
     created_at: Mapped[datetime]
     # Delivery (arrears.notify.dispatcher): attempts so far, when the next may

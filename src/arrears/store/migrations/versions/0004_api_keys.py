@@ -1,4 +1,5 @@
-"""API keys (stored hashed) and the record of every write made through the API.
+"""API keys (stored hashed), the record of every write made through the API, and an
+index for releasing the notices that wait for a provisioning request.
 
 Revision ID: 0004
 Revises: 0003
@@ -52,9 +53,16 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_api_writes")),
     )
     op.create_index("ix_api_writes_provider", "api_writes", ["provider_id", "at"], unique=False)
+    op.create_index(
+        op.f("ix_notifications_provisioning_request_id"),
+        "notifications",
+        ["provisioning_request_id"],
+        unique=False,
+    )
 
 
 def downgrade() -> None:
+    op.drop_index(op.f("ix_notifications_provisioning_request_id"), table_name="notifications")
     op.drop_index("ix_api_writes_provider", table_name="api_writes")
     op.drop_table("api_writes")
     op.drop_index(op.f("ix_api_keys_provider_id"), table_name="api_keys")

@@ -9,8 +9,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from arrears.channels.base import Channel
-from arrears.engine.provisioning import LogAdapter, ProvisioningAdapter, ProvisioningDispatcher
+from arrears.engine.provisioning import OutcomeHook, ProvisioningDispatcher
 from arrears.notify.dispatcher import DeliveryPolicy, NotificationDispatcher, Senders
+from arrears.ops.metrics import record_delivery
+from arrears.provisioning.routing import ProvisioningPolicy, Routes
 from arrears.store.db import Database, database_url
 
 
@@ -28,6 +30,9 @@ class Settings:
     max_delivery_attempts: int = 8
     # How long a dispatcher's claim on a notification lasts before another may reconcile it.
     delivery_claim_s: float = 600.0
+    # Provisioning: attempts before a transient failure is final, and the first retry's delay.
+    provisioning_attempts: int = 8
+    provisioning_first_retry_s: float = 60.0
     # The worker's /healthz and /metrics; a negative port turns them off.
     ops_host: str = "127.0.0.1"
     ops_port: int | None = 9464
@@ -44,6 +49,8 @@ class Settings:
             sms_from=env.get("ARREARS_SMS_FROM", "arrears"),
             max_delivery_attempts=int(env.get("ARREARS_DELIVERY_ATTEMPTS", "8")),
             delivery_claim_s=float(env.get("ARREARS_DELIVERY_CLAIM", "600")),
+            provisioning_attempts=int(env.get("ARREARS_PROVISIONING_ATTEMPTS", "8")),
+            provisioning_first_retry_s=float(env.get("ARREARS_PROVISIONING_FIRST_RETRY", "60")),
             ops_host=env.get("ARREARS_OPS_HOST", "127.0.0.1"),
             ops_port=int(env.get("ARREARS_OPS_PORT", "9464")),
         )
@@ -53,9 +60,16 @@ def database(settings: Settings) -> Database:
     return Database(settings.database_url)
 
 
-def provisioning_dispatcher() -> ProvisioningDispatcher:
-    adapters: dict[str, ProvisioningAdapter] = {"log": LogAdapter()}
-    return ProvisioningDispatcher(adapters)
+def provisioning_dispatcher(
+    settings: Settings | None = None, on_outcome: OutcomeHook | None = None
+) -> ProvisioningDispatcher:
+    """Requests through each provider's routes (the log adapter where there is none)."""
+    s = settings or Settings(database_url="")
+    policy = ProvisioningPolicy(
+        max_attempts=s.provisioning_attempts,
+        first_retry=timedelta(seconds=s.provisioning_first_retry_s),
+    )
+    return ProvisioningDispatcher(Routes(), policy, on_outcome=on_outcome)
 
 
 def channels(settings: Settings) -> dict[str, Channel]:
@@ -86,4 +100,5 @@ def notification_dispatcher(
         ),
         senders=Senders(email=settings.email_from, sms=settings.sms_from),
         clock=clock,
+        on_outcome=record_delivery,
     )

@@ -28,6 +28,7 @@ from sqlalchemy import inspect, select, text, update
 
 from arrears.bootstrap import Settings, database, notification_dispatcher, provisioning_dispatcher
 from arrears.domain.clock import local_date, parse_local
+from arrears.engine.provisioning import ProvisioningDispatcher
 from arrears.engine.scan import BATCH, PlanEntry, ScanResult, due_pass, full_pass
 from arrears.engine.service import PassResult, run_provisioning
 from arrears.notify.dispatcher import NotificationDispatcher
@@ -37,6 +38,7 @@ from arrears.ops.metrics import (
     DECISIONS,
     SCAN_SECONDS,
     TICKS,
+    record_provisioning,
     register_queue_depths,
     unregister_queue_depths,
 )
@@ -136,13 +138,14 @@ class Worker:
         stop: Stop | None = None,
         batch: int = BATCH,
         notifications: NotificationDispatcher | None = None,
+        provisioning: ProvisioningDispatcher | None = None,
     ):
         self.db = db
         self.interval = interval
         self.batch = batch
         self.clock = clock
         self.stop = stop or Stop()
-        self.dispatcher = provisioning_dispatcher()
+        self.dispatcher = provisioning or provisioning_dispatcher(on_outcome=record_provisioning)
         self.notifications = notifications
         # Set by the LISTEN thread when another process committed work for us.
         self.wake = threading.Event()
@@ -295,7 +298,13 @@ def run_worker(
         # Accounts per transaction; an operational knob (and a way for tests to make
         # several workers interleave on few accounts).
         batch = int(os.environ.get("ARREARS_SCAN_BATCH", BATCH))
-        worker = Worker(db, every, batch=batch, notifications=notification_dispatcher(settings, db, utcnow))
+        worker = Worker(
+            db,
+            every,
+            batch=batch,
+            notifications=notification_dispatcher(settings, db, utcnow),
+            provisioning=provisioning_dispatcher(settings, on_outcome=record_provisioning),
+        )
         register_queue_depths(db)
         port = settings.ops_port if ops_port is None else ops_port
         if port is not None and port >= 0 and not once:
@@ -320,6 +329,7 @@ def run_worker(
         log.info(_fmt({"event": "stopped", "signal": worker.stop.signal}))
         if worker.notifications is not None:
             worker.notifications.close()
+        worker.dispatcher.close()
         return code
     finally:
         if waker is not None:

@@ -1,22 +1,37 @@
-"""Provisioning requests: the dispatcher and the adapter interface (SPEC §8).
+"""Provisioning requests: the dispatcher (SPEC §8; docs/provisioning.md).
 
 The engine writes a `pending` request in the decision's transaction; the
-dispatcher later hands it to the provider's adapter and records the outcome.
+dispatcher later hands it to the adapter of the provider's route for the
+service type (arrears.provisioning) and records the outcome: confirmed,
+accepted (waiting for a callback), retried with backoff, or failed with an
+alert to the provider's operations address.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from arrears.engine.journal import Journal, announce
+from arrears.notify.alerts import raise_alert
+from arrears.provisioning.base import ProvisioningCall, Result, State
+from arrears.provisioning.routing import ProvisioningPolicy, Routes
 from arrears.store.repository import id_filter
-from arrears.store.tables import AccountRow, NotificationRow, ProvisioningRequestRow, ServiceRow
+from arrears.store.tables import (
+    AccountRow,
+    NotificationRow,
+    ProviderRow,
+    ProvisioningRequestRow,
+    ServiceRow,
+)
+
+log = logging.getLogger("arrears.provisioning")
 
 FINAL_STATES = ("confirmed", "failed", "cancelled")
 
@@ -27,27 +42,36 @@ class Outcome:
     error: str | None = None
 
 
-class ProvisioningAdapter(Protocol):
-    name: str
-
-    def execute(self, request: ProvisioningRequestRow, service: ServiceRow) -> Outcome: ...
-
-
-class LogAdapter:
-    """Records the request and confirms it at once: the default."""
-
-    name = "log"
-
-    def execute(self, request: ProvisioningRequestRow, service: ServiceRow) -> Outcome:
-        return Outcome("confirmed")
+# Told of every adapter outcome: (adapter name, outcome, seconds from decision to
+# confirmation or None). The worker turns these into metrics; the engine knows none.
+OutcomeHook = Callable[[str, str, float | None], None]
 
 
 class ProvisioningDispatcher:
-    def __init__(self, adapters: dict[str, ProvisioningAdapter] | None = None):
-        self.adapters: dict[str, ProvisioningAdapter] = adapters or {"log": LogAdapter()}
+    """Carries out pending requests through each provider's adapters, in order per service."""
+
+    def __init__(
+        self,
+        routes: Routes | None = None,
+        policy: ProvisioningPolicy | None = None,
+        *,
+        rng: random.Random | None = None,
+        on_outcome: OutcomeHook | None = None,
+    ):
+        self.routes = routes or Routes()
+        self.policy = policy or ProvisioningPolicy()
+        self.rng = rng or random.Random()
+        self.on_outcome = on_outcome
+
+    def close(self) -> None:
+        self.routes.close()
 
     def dispatch(self, session: Session, now: datetime, limit: int = 500) -> int:
-        """Run the next request of each service whose turn has come; returns how many ran."""
+        """Run the next request of each service whose turn has come; returns how many ran.
+
+        Each runs while its row is locked: a worker killed mid-call leaves it
+        pending, and the next one sends it again with the same idempotency key.
+        """
         stmt = (
             select(ProvisioningRequestRow)
             .where(ProvisioningRequestRow.state == "pending", ProvisioningRequestRow.not_before <= now)
@@ -78,9 +102,18 @@ class ProvisioningDispatcher:
         services = {
             svc.id: svc for svc in session.scalars(select(ServiceRow).where(among_services(ServiceRow.id)))
         }
-        accounts = session.scalars(
-            select(AccountRow).where(id_filter(session, account_ids)(AccountRow.id))
-        ).all()
+        accounts = {
+            a.id: a
+            for a in session.scalars(select(AccountRow).where(id_filter(session, account_ids)(AccountRow.id)))
+        }
+        provider_keys = dict(
+            session.execute(
+                select(ProviderRow.id, ProviderRow.key).where(
+                    ProviderRow.id.in_({req.provider_id for req in requests})
+                )
+            ).all()
+        )
+        self.routes.prepare(session, provider_keys)
         waiting: dict[int, list[NotificationRow]] = {req.id: [] for req in requests}
         for note in session.scalars(
             select(NotificationRow)
@@ -103,13 +136,83 @@ class ProvisioningDispatcher:
                 continue
             seen_services.add(req.service_id)
             service = services[req.service_id]
-            adapter = self.adapters.get(req.adapter) or self.adapters["log"]
+            account = accounts[req.account_id]
+            adapter = self.routes.adapter(req.provider_id, service.type)
+            req.adapter = adapter.name
             req.attempts += 1
-            outcome = adapter.execute(req, service)
-            self.settle(session, req, outcome, now, waiting=waiting[req.id])
+            call = ProvisioningCall(
+                request_id=req.id,
+                key=req.key,
+                action=req.action,
+                provider=provider_keys[req.provider_id],
+                account=account.ext_id,
+                service=service.ext_id,
+                service_type=service.type,
+                attempt=req.attempts,
+                created_at=req.created_at,
+            )
+            try:
+                result = adapter.execute(call)
+            except Exception as exc:  # an adapter must not raise; if one does, try again later
+                log.exception("provisioning adapter %s raised", adapter.name)
+                result = Result(State.RETRY, f"adapter error: {type(exc).__name__}: {exc}")
+            self._apply(session, req, adapter.name, result, now, waiting[req.id])
             done += 1
-        del accounts  # held until here (see above)
         return done
+
+    def _apply(
+        self,
+        session: Session,
+        req: ProvisioningRequestRow,
+        adapter: str,
+        result: Result,
+        now: datetime,
+        waiting: Sequence[NotificationRow],
+    ) -> None:
+        if result.reference:
+            req.reference = result.reference[:200]
+        latency: float | None = None
+        if result.state is State.CONFIRMED:
+            self.settle(session, req, Outcome("confirmed"), now, waiting=waiting)
+            latency = (now - req.created_at).total_seconds()
+            outcome = "confirmed"
+        elif result.state is State.ACCEPTED:
+            # Taken by the peer; its callback (or an operator) confirms it later.
+            self.settle(session, req, Outcome("sent", result.detail or None), now, waiting=waiting)
+            outcome = "accepted"
+        elif result.state is State.RETRY and req.attempts < self.policy.max_attempts:
+            req.not_before = now + self.policy.retry_delay(req.attempts, self.rng)
+            req.last_error = result.detail[:2000] or None
+            req.updated_at = now
+            outcome = "retry"
+        else:
+            reason = result.detail or "refused"
+            if result.state is State.RETRY:
+                reason = f"gave up after {req.attempts} attempts: {reason}"
+            self.settle(session, req, Outcome("failed", reason[:2000]), now, waiting=waiting)
+            self._alert(session, req, reason, now)
+            outcome = "failed"
+        if self.on_outcome is not None:
+            self.on_outcome(adapter, outcome, latency)
+
+    def _alert(self, session: Session, req: ProvisioningRequestRow, reason: str, now: datetime) -> None:
+        account = session.get_one(AccountRow, req.account_id)
+        service = session.get_one(ServiceRow, req.service_id)
+        raise_alert(
+            session,
+            provider_id=req.provider_id,
+            account_id=req.account_id,
+            key=f"provisioning|{req.id}",
+            subject=f"arrears: {req.action} of service {service.ext_id} failed",
+            text=(
+                f"The provisioning request {req.id} ({req.action} of service {service.ext_id}, "
+                f"account {account.ext_id}) failed after {req.attempts} attempt(s) through the "
+                f"{req.adapter} adapter:\n\n{reason}\n\n"
+                "The network may not match what arrears recorded. Once fixed, confirm it with\n"
+                f"    arrears provisioning confirm {req.id}\n"
+            ),
+            now=now,
+        )
 
     def settle(
         self,

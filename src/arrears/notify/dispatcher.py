@@ -127,8 +127,11 @@ class NotificationDispatcher:
         senders: Senders | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], datetime] | None = None,
+        on_outcome: Callable[[str, str, float | None], None] | None = None,
     ):
         self.db = db
+        # Told of each outcome (channel, outcome, seconds from due to sent); metrics, in the worker.
+        self.on_outcome = on_outcome
         # The wall clock, for claims renewed mid-batch; None: the round's `now` (tests, the demo).
         self.clock = clock
         self.channels = dict(channels)
@@ -395,6 +398,9 @@ class NotificationDispatcher:
             .values(finished_at=now, result=outcome.result.value, detail=outcome.detail)
         )
         row.claimed_by = row.claimed_until = None
+        if self.on_outcome is not None:
+            latency = (now - row.due_at).total_seconds() if outcome.result is Result.SENT else None
+            self.on_outcome(row.channel, outcome.result.value, latency)
         if outcome.result is Result.SENT:
             row.state, row.sent_at, row.reference, row.reason = "sent", now, outcome.reference, None
             report.sent += 1

@@ -58,6 +58,20 @@ PROVISIONING_LATENCY = Histogram(
 TICKS = Counter("arrears_worker_ticks_total", "Worker rounds, by result", ["result"], registry=REGISTRY)
 
 
+def record_delivery(channel: str, outcome: str, latency: float | None) -> None:
+    """The notification dispatcher's outcome hook."""
+    DELIVERIES.labels(channel, outcome).inc()
+    if latency is not None:
+        DELIVERY_LATENCY.labels(channel).observe(latency)
+
+
+def record_provisioning(adapter: str, outcome: str, latency: float | None) -> None:
+    """The provisioning dispatcher's outcome hook."""
+    PROVISIONING.labels(adapter, outcome).inc()
+    if latency is not None:
+        PROVISIONING_LATENCY.labels(adapter).observe(latency)
+
+
 class QueueDepths(Collector):
     """Notifications and provisioning requests by state, read at scrape time."""
 

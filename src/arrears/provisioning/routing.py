@@ -10,6 +10,7 @@ customer's.
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -53,18 +54,24 @@ class _Broken:
 class Routes:
     default: Adapter = field(default_factory=LogAdapter)
     _built: dict[int, tuple[datetime, Adapter]] = field(default_factory=dict)
+    _rows: dict[tuple[int, str], ProvisioningRouteRow] = field(default_factory=dict)
 
-    def adapter_for(self, session: Session, provider_id: int, service_type: str) -> Adapter:
-        rows = {
-            r.service_type: r
+    def prepare(self, session: Session, provider_ids: Iterable[int]) -> None:
+        """Read the routes of these providers (once per batch)."""
+        self._rows = {
+            (r.provider_id, r.service_type): r
             for r in session.scalars(
-                select(ProvisioningRouteRow).where(
-                    ProvisioningRouteRow.provider_id == provider_id,
-                    ProvisioningRouteRow.service_type.in_((service_type, ANY_TYPE)),
-                )
+                select(ProvisioningRouteRow).where(ProvisioningRouteRow.provider_id.in_(list(provider_ids)))
             )
         }
-        route = rows.get(service_type) or rows.get(ANY_TYPE)
+
+    def adapter_for(self, session: Session, provider_id: int, service_type: str) -> Adapter:
+        self.prepare(session, [provider_id])
+        return self.adapter(provider_id, service_type)
+
+    def adapter(self, provider_id: int, service_type: str) -> Adapter:
+        """The adapter of the route prepared for this provider and service type."""
+        route = self._rows.get((provider_id, service_type)) or self._rows.get((provider_id, ANY_TYPE))
         if route is None:
             return self.default
         cached = self._built.get(route.id)

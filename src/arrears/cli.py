@@ -352,6 +352,22 @@ def serve(
     raise typer.Exit(serve_command(database_url, host, port))
 
 
+@app.command()
+def run(
+    host: Annotated[str, typer.Option(help="Address the API listens on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port the API listens on")] = 8000,
+    interval: Annotated[
+        float | None, typer.Option(help="Seconds between scans (default $ARREARS_SCAN_INTERVAL or 60)")
+    ] = None,
+    database_url: DatabaseOpt = None,
+) -> None:
+    """The API and the worker in one process, for small installs (SIGTERM stops both)."""
+    from arrears.bootstrap import Settings
+    from arrears.worker import run_all
+
+    raise typer.Exit(run_all(Settings.from_env(database_url), host, port, interval))
+
+
 keys_app = typer.Typer(no_args_is_help=True, help="API keys: create (printed once), list, revoke.")
 app.add_typer(keys_app, name="keys")
 

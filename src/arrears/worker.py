@@ -42,7 +42,7 @@ from arrears.ops.metrics import (
     register_queue_depths,
     unregister_queue_depths,
 )
-from arrears.ops.wakeup import Waker
+from arrears.ops.wakeup import Waker, register_local, unregister_local
 from arrears.store.db import Database
 from arrears.store.tables import ProviderRow
 
@@ -248,6 +248,37 @@ class Worker:
         return ok, {"last_round_s_ago": None if age is None else round(age, 1), "limit_s": limit}
 
 
+def run_all(settings: Settings, host: str, port: int, interval: float | None = None) -> int:
+    """`arrears run`: the API (in a thread) and the worker in one process, for small installs.
+
+    Inputs through the API wake the worker in this process as soon as they
+    commit, on SQLite too, so a payment's restore does not wait for the poll.
+    """
+    import uvicorn
+
+    from arrears.api.serve import app_from_env
+
+    configure_logging()
+    api_db = database(settings)
+    prepare_schema(api_db)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app_from_env(api_db),
+            host=host,
+            port=port,
+            log_level=os.environ.get("ARREARS_LOG_LEVEL", "info").lower(),
+        )
+    )
+    api = threading.Thread(target=server.run, name="arrears-api", daemon=True)
+    api.start()
+    try:
+        return run_worker(settings, interval=interval)
+    finally:
+        server.should_exit = True
+        api.join(timeout=15)
+        api_db.dispose()
+
+
 @contextmanager
 def full_pass_lock(db: Database, provider_id: int) -> Iterator[bool]:
     """Whether this worker may scan the provider: a PostgreSQL advisory lock, held till done.
@@ -313,6 +344,7 @@ def run_worker(
             except OSError as exc:  # a second worker on this machine: the first one answers
                 log.warning(_fmt({"event": "ops_server_not_started", "port": port, "error": str(exc)}))
         waker = Waker(db.url, worker.wake).start()
+        register_local(worker.wake)
         with worker.stop.on_signals():
             log.info(
                 _fmt(
@@ -333,6 +365,7 @@ def run_worker(
         return code
     finally:
         if waker is not None:
+            unregister_local(worker.wake)
             waker.stop()
         if ops is not None:
             ops.stop()

@@ -13,6 +13,7 @@ import logging
 import threading
 
 import psycopg
+from sqlalchemy import event as sa_event
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
@@ -21,9 +22,29 @@ CHANNEL = "arrears_work"
 log = logging.getLogger("arrears.wakeup")
 
 
+# Workers in this very process (`arrears run`): woken when the session commits, on any database.
+_local: list[threading.Event] = []
+
+
+def register_local(event: threading.Event) -> None:
+    _local.append(event)
+
+
+def unregister_local(event: threading.Event) -> None:
+    if event in _local:
+        _local.remove(event)
+
+
 def notify_work(session: Session) -> None:
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text(f"NOTIFY {CHANNEL}"))
+    if _local:
+        sa_event.listen(session, "after_commit", _wake_local, once=True)
+
+
+def _wake_local(_session: Session) -> None:
+    for waiting in list(_local):
+        waiting.set()
 
 
 class Waker:

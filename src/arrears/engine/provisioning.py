@@ -192,6 +192,23 @@ class ProvisioningDispatcher:
             self.settle(session, req, Outcome("failed", reason[:2000]), now, waiting=waiting)
             self._alert(session, req, reason, now)
             outcome = "failed"
+        # One line per outcome, with the ids that find it again (JSON in the worker's log).
+        log.log(
+            logging.WARNING if outcome == "failed" else logging.INFO,
+            "provisioning %s",
+            outcome,
+            extra={
+                "event": "provisioning",
+                "outcome": outcome,
+                "provider": req.provider_id,
+                "account": req.account_id,
+                "request": req.id,
+                "action": req.action,
+                "adapter": adapter,
+                "attempt": req.attempts,
+                "detail": result.detail[:300],
+            },
+        )
         if self.on_outcome is not None:
             self.on_outcome(adapter, outcome, latency)
 

@@ -398,6 +398,20 @@ class NotificationDispatcher:
             .values(finished_at=now, result=outcome.result.value, detail=outcome.detail)
         )
         row.claimed_by = row.claimed_until = None
+        log.info(
+            "notification %s",
+            outcome.result.value,
+            extra={
+                "event": "notification",
+                "outcome": outcome.result.value,
+                "provider": row.provider_id,
+                "account": row.account_id,
+                "notification": row.id,
+                "channel": row.channel,
+                "attempt": row.attempts,
+                "detail": outcome.detail[:300],
+            },
+        )
         if self.on_outcome is not None:
             latency = (now - row.due_at).total_seconds() if outcome.result is Result.SENT else None
             self.on_outcome(row.channel, outcome.result.value, latency)

@@ -19,6 +19,8 @@ from arrears.engine.inputs import Inputs, create_provider
 from arrears.engine.journal import _HISTORY, _insert
 from arrears.engine.provisioning import Outcome, ProvisioningDispatcher
 from arrears.engine.scan import full_pass
+from arrears.provisioning.base import ProvisioningCall, Result, State
+from arrears.provisioning.routing import Routes
 from arrears.store.db import Database
 from arrears.store.tables import (
     AccountRow,
@@ -187,9 +189,12 @@ class _SentFirst:
     def __init__(self) -> None:
         self.seen: list[int] = []
 
-    def execute(self, request: ProvisioningRequestRow, service: ServiceRow) -> Outcome:
-        self.seen.append(request.id)
-        return Outcome("sent" if len(self.seen) == 1 else "confirmed")
+    def execute(self, call: ProvisioningCall) -> Result:
+        self.seen.append(call.request_id)
+        return Result(State.ACCEPTED if len(self.seen) == 1 else State.CONFIRMED)
+
+    def close(self) -> None:
+        pass
 
 
 def test_dispatcher_keeps_each_services_requests_in_order(db: Database) -> None:
@@ -201,7 +206,7 @@ def test_dispatcher_keeps_each_services_requests_in_order(db: Database) -> None:
         inputs.settle()
     full_pass(db, NOW)
     adapter = _SentFirst()
-    dispatcher = ProvisioningDispatcher({"log": adapter})
+    dispatcher = ProvisioningDispatcher(Routes(default=adapter))
     later = NOW + timedelta(minutes=10)
     with db.transaction() as s:
         assert dispatcher.dispatch(s, later) == 2  # A's (sent: confirmation to come) and B's

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 from sqlalchemy import func, select
 
@@ -29,15 +30,17 @@ RULES = {"min_overdue_amount": "50.00", "min_overdue_days": 14, "restore_thresho
 OVERDUE_ONLY = Mix(past_rules=1.0, excluded_group=0.0, disputed=0.0, not_yet_due=0.0)
 
 
-def _worker(url: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "arrears", "worker", "--interval", "0.2", "--database-url", url],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        # Small batches, so the two workers interleave on these few accounts.
-        env={**os.environ, "PYTHONUNBUFFERED": "1", "ARREARS_SCAN_BATCH": "20"},
-    )
+def _worker(url: str, log: Path) -> subprocess.Popen[str]:
+    # The log goes to a file: a pipe nobody reads fills up and stalls a busy worker.
+    with log.open("w") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "arrears", "worker", "--interval", "0.2", "--database-url", url],
+            stdout=subprocess.DEVNULL,
+            stderr=out,
+            text=True,
+            # Small batches, so the two workers interleave on these few accounts.
+            env={**os.environ, "PYTHONUNBUFFERED": "1", "ARREARS_SCAN_BATCH": "20", "ARREARS_OPS_PORT": "-1"},
+        )
 
 
 def _count(db: Database, stmt: object) -> int:
@@ -45,13 +48,14 @@ def _count(db: Database, stmt: object) -> int:
         return int(conn.scalar(stmt) or 0)  # type: ignore[call-overload]
 
 
-def test_two_workers_suspend_each_account_exactly_once(postgres_url: str) -> None:
+def test_two_workers_suspend_each_account_exactly_once(postgres_url: str, tmp_path: Path) -> None:
     ensure_schema(postgres_url)
     db = Database(postgres_url)
     try:
         populate(db, ACCOUNTS, now=datetime.now(UTC), mix=OVERDUE_ONLY, rules=RULES, key="w")
         services = _count(db, select(func.count()).select_from(ServiceRow))
-        workers = [_worker(postgres_url), _worker(postgres_url)]
+        logs = [tmp_path / "worker-1.log", tmp_path / "worker-2.log"]
+        workers = [_worker(postgres_url, log) for log in logs]
         try:
             deadline = time.monotonic() + 25
             while time.monotonic() < deadline:
@@ -76,7 +80,9 @@ def test_two_workers_suspend_each_account_exactly_once(postgres_url: str) -> Non
             for w in workers:
                 if w.poll() is None:
                     w.send_signal(signal.SIGTERM)
-            outputs = [w.communicate(timeout=15) for w in workers]
+            for w in workers:
+                w.wait(timeout=15)
+            outputs = [("", log.read_text()) for log in logs]
             stop_s = time.monotonic() - started
         for w, (_, err) in zip(workers, outputs, strict=True):
             assert w.returncode == 0, err[-3000:]

@@ -72,9 +72,19 @@ class Database:
 
     def create_all(self) -> None:
         """Create the schema directly (in-memory simulation; migrations elsewhere)."""
+        from sqlalchemy import MetaData
+
         from arrears.store.tables import Base
 
-        Base.metadata.create_all(self.engine)
+        metadata: MetaData = Base.metadata
+        if not self.is_postgres:
+            # A fresh copy: once the shared metadata has been created on PostgreSQL in this
+            # process, SQLAlchemy leaves the ALTER-only foreign key (accounts -> episodes) out of
+            # SQLite's CREATE TABLE, and SQLite cannot add it afterwards.
+            metadata = MetaData(naming_convention=Base.metadata.naming_convention)
+            for table in Base.metadata.sorted_tables:
+                table.to_metadata(metadata)
+        metadata.create_all(self.engine)
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -104,3 +104,17 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_line(
             f"Set ARREARS_TEST_POSTGRES_URL (now {POSTGRES_URL}) to run them; CI (.ci/run) always does."
         )
+
+
+@pytest.fixture
+def no_leftover_threads() -> Iterator[None]:
+    """Fails a test that leaves a thread behind (a peer server not shut down, a client not closed)."""
+    import threading
+    import time
+
+    before = set(threading.enumerate())
+    yield
+    deadline = time.monotonic() + 2
+    while (left := set(threading.enumerate()) - before) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not left, f"threads left behind: {left}"

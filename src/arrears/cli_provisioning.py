@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from rich.console import Console
 from rich.table import Table
@@ -18,6 +20,8 @@ from arrears.config import ConfigError
 from arrears.provisioning import service
 from arrears.store.db import Database
 from arrears.store.tables import ProviderRow
+
+T = TypeVar("T")
 
 
 def _error(message: str) -> int:
@@ -58,58 +62,73 @@ def _config(text: str) -> dict[str, Any]:
     return value
 
 
+class _Failed(Exception):
+    """Already said on stderr; exit 2."""
+
+
+def _in_transaction(database_url: str | None, work: Callable[[Session], T]) -> T:
+    """`work` in one transaction; a ConfigError (or an unreadable file) is printed and ends it."""
+    db = _open(database_url)
+    if db is None:
+        raise _Failed
+    try:
+        with db.transaction() as session:
+            return work(session)
+    except (ConfigError, OSError) as exc:
+        _error(str(exc))
+        raise _Failed from None
+    finally:
+        db.dispose()
+
+
+def _exit_2_on_failure(command: Callable[..., int]) -> Callable[..., int]:
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> int:
+        try:
+            return command(*args, **kwargs)
+        except _Failed:
+            return 2
+
+    return wrapper
+
+
+@_exit_2_on_failure
 def route_set(
     database_url: str | None, provider: str | None, service_type: str, adapter: str, config: str, actor: str
 ) -> int:
-    db = _open(database_url)
-    if db is None:
-        return 2
-    try:
-        with db.transaction() as session:
-            p = _provider(session, provider)
-            service.set_route(
-                session, p, service_type, adapter, _config(config), actor=actor, now=datetime.now(UTC)
-            )
-    except (ConfigError, OSError) as exc:
-        return _error(str(exc))
-    finally:
-        db.dispose()
-    print(f"{p.key}: services of type {service_type!r} now go to the {adapter} adapter")
+    def work(session: Session) -> str:
+        p = _provider(session, provider)
+        now = datetime.now(UTC)
+        service.set_route(session, p, service_type, adapter, _config(config), actor=actor, now=now)
+        return p.key
+
+    key = _in_transaction(database_url, work)
+    print(f"{key}: services of type {service_type!r} now go to the {adapter} adapter")
     return 0
 
 
+@_exit_2_on_failure
 def route_remove(database_url: str | None, provider: str | None, service_type: str) -> int:
-    db = _open(database_url)
-    if db is None:
-        return 2
-    try:
-        with db.transaction() as session:
-            p = _provider(session, provider)
-            removed = service.remove_route(session, p, service_type)
-    except ConfigError as exc:
-        return _error(str(exc))
-    finally:
-        db.dispose()
-    print(f"{p.key}: route {service_type!r} {'removed' if removed else 'was not there'}")
+    def work(session: Session) -> tuple[str, bool]:
+        p = _provider(session, provider)
+        return p.key, service.remove_route(session, p, service_type)
+
+    key, removed = _in_transaction(database_url, work)
+    print(f"{key}: route {service_type!r} {'removed' if removed else 'was not there'}")
     return 0
 
 
+@_exit_2_on_failure
 def route_list(database_url: str | None, provider: str | None, as_json: bool) -> int:
-    db = _open(database_url)
-    if db is None:
-        return 2
-    try:
-        with db.transaction() as session:
-            p = _provider(session, provider)
-            rows = service.routes(session, p)
-    except ConfigError as exc:
-        return _error(str(exc))
-    finally:
-        db.dispose()
+    def work(session: Session) -> tuple[str, list[dict[str, Any]]]:
+        p = _provider(session, provider)
+        return p.key, service.routes(session, p)
+
+    key, rows = _in_transaction(database_url, work)
     if as_json:
         print(json.dumps(rows, indent=2))
         return 0
-    table = Table(title=f"Provisioning routes of {p.key} (no route: the log adapter)")
+    table = Table(title=f"Provisioning routes of {key} (no route: the log adapter)")
     for column in ("service type", "adapter", "settings", "updated"):
         table.add_column(column)
     for r in rows:
@@ -123,17 +142,9 @@ def route_list(database_url: str | None, provider: str | None, as_json: bool) ->
     return 0
 
 
+@_exit_2_on_failure
 def requests(database_url: str | None, f: service.RequestFilter, as_json: bool) -> int:
-    db = _open(database_url)
-    if db is None:
-        return 2
-    try:
-        with db.transaction() as session:
-            rows = service.list_requests(session, f)
-    except ConfigError as exc:
-        return _error(f"--{exc.field}: {exc.message}")
-    finally:
-        db.dispose()
+    rows = _in_transaction(database_url, lambda session: service.list_requests(session, f))
     if as_json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -155,19 +166,13 @@ def requests(database_url: str | None, f: service.RequestFilter, as_json: bool) 
     return 0
 
 
+@_exit_2_on_failure
 def settle(database_url: str | None, request_id: int, state: str, reason: str, actor: str) -> int:
-    db = _open(database_url)
-    if db is None:
-        return 2
-    try:
-        with db.transaction() as session:
-            req = service.settle_by_hand(
-                session, request_id, state=state, detail=reason, actor=actor, now=datetime.now(UTC)
-            )
-            result = req.state
-    except ConfigError as exc:
-        return _error(str(exc))
-    finally:
-        db.dispose()
+    def work(session: Session) -> str:
+        now = datetime.now(UTC)
+        req = service.settle_by_hand(session, request_id, state=state, detail=reason, actor=actor, now=now)
+        return req.state
+
+    result = _in_transaction(database_url, work)
     print(f"provisioning request {request_id}: {result}")
     return 0

@@ -36,13 +36,8 @@ NOW = datetime(2025, 3, 4, 5, 6, 7, tzinfo=UTC)
 
 
 @pytest.fixture(autouse=True)
-def no_leftover_threads() -> Iterator[None]:
-    before = set(threading.enumerate())
-    yield
-    deadline = time.monotonic() + 2
-    while (left := set(threading.enumerate()) - before) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert not left, f"threads left behind: {left}"
+def _no_leftover_threads(no_leftover_threads: None) -> None:
+    """Every test here leaves no thread of its peers behind (tests/conftest.py)."""
 
 
 def a_call(*, key: str = "req-17-suspended", attempt: int = 1, **attributes: Any) -> ProvisioningCall:

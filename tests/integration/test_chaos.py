@@ -176,7 +176,7 @@ def test_killed_workers_and_a_flaky_network_lose_and_repeat_nothing(
                 crew.run(lambda: settled(db, "active"), kills=4, timeout=180)
             finally:
                 crew.stop()
-            received = Counter(r.parsed()["Message-ID"] for r in smtp.handler.received)
+            received = Counter(r.message_id for r in smtp.handler.received)
 
         with db.engine.connect() as conn:
             requests = conn.execute(

@@ -102,7 +102,7 @@ def test_killed_workers_deliver_every_notice_once(postgres_url: str) -> None:
             finally:
                 last.send_signal(signal.SIGTERM)
                 last.wait(timeout=15)
-            received = [r.parsed()["Message-ID"] for r in server.handler.received]
+            received = [r.message_id for r in server.handler.received]
 
         with db.engine.connect() as conn:
             rows = conn.execute(

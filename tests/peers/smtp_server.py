@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import re
 import ssl
 import threading
 from collections.abc import Iterator
@@ -35,6 +36,13 @@ class Received:
     rcpt_tos: list[str]
     data: bytes  # the message as received (after dot-unstuffing)
     tls: bool  # whether the session was encrypted
+
+    @property
+    def message_id(self) -> str | None:
+        """The Message-ID header, read without parsing the whole message (big tests read thousands)."""
+        head = self.data.split(b"\r\n\r\n", 1)[0]
+        found = re.search(rb"^Message-ID:\s*(<[^>\r\n]+>)", head, re.MULTILINE | re.IGNORECASE)
+        return found.group(1).decode() if found else None
 
     def parsed(self) -> EmailMessage:
         # Wire line ends are CRLF; the parser would keep the CRs in 7bit bodies.

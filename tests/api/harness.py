@@ -93,7 +93,7 @@ class Api:
         return pid, self.client(r.json()["api_key"])
 
     def configure(self, provider_id: int, **rule_fields: Any) -> None:
-        # Rule sets and event mappings have no endpoint of this API yet: set them underneath.
+        # Underneath, so each test starts configured; the endpoints have their own tests.
         with self.db.transaction() as s:
             inputs = Inputs.open(s, provider_id, self.clock())
             inputs.put_rule_set(

@@ -8,7 +8,7 @@ from datetime import datetime
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from arrears.api import billing, configuration, problems, providers, provisioning
+from arrears.api import activity, billing, configuration, problems, providers, provisioning
 from arrears.api.auth import RateLimit, RateLimiter
 from arrears.api.context import ApiState, utcnow
 from arrears.api.middleware import ApiMiddleware
@@ -63,6 +63,7 @@ def create_app(
     app.include_router(providers.router, prefix=PREFIX)
     app.include_router(billing.router, prefix=PREFIX)
     app.include_router(provisioning.router, prefix=PREFIX)
+    app.include_router(activity.router, prefix=PREFIX)
     app.include_router(configuration.router, prefix=PREFIX)
     app.add_middleware(ApiMiddleware, state=state, max_body=max_body)
     return app

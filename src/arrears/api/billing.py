@@ -86,6 +86,19 @@ def _account_id_filter(session: Session, caller: Caller, ext_id: str | None) -> 
     return row.id if row is not None else -1
 
 
+def _owned_query(
+    session: Session, caller: Caller, row_type: Any, account: str | None, status: Any = None, *where: Any
+) -> Select[Any]:
+    """The caller's rows of `row_type`, narrowed by `?account=` and `?status=` when given."""
+    stmt = select(row_type).where(row_type.provider_id == caller.provider_id, *where)
+    account_id = _account_id_filter(session, caller, account)
+    if account_id is not None:
+        stmt = stmt.where(row_type.account_id == account_id)
+    if status is not None:
+        stmt = stmt.where(row_type.status == status.value)
+    return stmt
+
+
 def _listing(
     session: Session,
     stmt: Select[Any],
@@ -224,12 +237,7 @@ def list_invoices(
 ) -> dict[str, Any]:
     with caller.read() as s:
         t = tenant(s, caller)
-        stmt = select(InvoiceRow).where(InvoiceRow.provider_id == caller.provider_id)
-        account_id = _account_id_filter(s, caller, account)
-        if account_id is not None:
-            stmt = stmt.where(InvoiceRow.account_id == account_id)
-        if status is not None:
-            stmt = stmt.where(InvoiceRow.status == status.value)
+        stmt = _owned_query(s, caller, InvoiceRow, account, status)
         return _listing(s, stmt, InvoiceRow.id, limit, cursor, lambda r, a: views.invoice_view(r, a, t))
 
 
@@ -270,10 +278,7 @@ def list_payments(
     account: AccountFilter = None,
 ) -> dict[str, Any]:
     with caller.read() as s:
-        stmt = select(PaymentRow).where(PaymentRow.provider_id == caller.provider_id)
-        account_id = _account_id_filter(s, caller, account)
-        if account_id is not None:
-            stmt = stmt.where(PaymentRow.account_id == account_id)
+        stmt = _owned_query(s, caller, PaymentRow, account)
         rows, next_cursor = views.page_rows(s, stmt, PaymentRow.id, limit, cursor)
         return {"items": views.payment_views(s, rows, tenant(s, caller)), "next_cursor": next_cursor}
 
@@ -331,10 +336,7 @@ def list_disputes(
 ) -> dict[str, Any]:
     with caller.read() as s:
         t = tenant(s, caller)
-        stmt = select(InvoiceRow).where(InvoiceRow.provider_id == caller.provider_id, InvoiceRow.disputed > 0)
-        account_id = _account_id_filter(s, caller, account)
-        if account_id is not None:
-            stmt = stmt.where(InvoiceRow.account_id == account_id)
+        stmt = _owned_query(s, caller, InvoiceRow, account, None, InvoiceRow.disputed > 0)
         rows, next_cursor = views.page_rows(s, stmt, InvoiceRow.id, limit, cursor)
         return {"items": [views.dispute_view(r, t) for r in rows], "next_cursor": next_cursor}
 
@@ -376,12 +378,7 @@ def list_plans(
     status: Annotated[PlanStatus | None, Query(description="Only plans in this status")] = None,
 ) -> dict[str, Any]:
     with caller.read() as s:
-        stmt = select(PlanRow).where(PlanRow.provider_id == caller.provider_id)
-        account_id = _account_id_filter(s, caller, account)
-        if account_id is not None:
-            stmt = stmt.where(PlanRow.account_id == account_id)
-        if status is not None:
-            stmt = stmt.where(PlanRow.status == status.value)
+        stmt = _owned_query(s, caller, PlanRow, account, status)
         return _listing(s, stmt, PlanRow.id, limit, cursor, views.plan_view)
 
 
@@ -418,12 +415,7 @@ def list_cases(
     status: Annotated[CaseStatus | None, Query(description="Only cases in this status")] = None,
 ) -> dict[str, Any]:
     with caller.read() as s:
-        stmt = select(CaseRow).where(CaseRow.provider_id == caller.provider_id)
-        account_id = _account_id_filter(s, caller, account)
-        if account_id is not None:
-            stmt = stmt.where(CaseRow.account_id == account_id)
-        if status is not None:
-            stmt = stmt.where(CaseRow.status == status.value)
+        stmt = _owned_query(s, caller, CaseRow, account, status)
         return _listing(s, stmt, CaseRow.id, limit, cursor, views.case_view)
 
 

@@ -32,8 +32,12 @@ class TcpProxy:
         self._down.set()
         with self._lock:
             for s in list(self._sockets):
+                # shutdown() first: close() alone does not wake a thread blocked in recv() on
+                # it, and the connection would stay half-open instead of going away.
                 with contextlib.suppress(OSError):
                     s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                    s.shutdown(socket.SHUT_RDWR)
+                with contextlib.suppress(OSError):
                     s.close()
             self._sockets.clear()
 

@@ -12,14 +12,12 @@ from typing import Any, TypeVar
 
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session
 
-from arrears.bootstrap import Settings, database
+from arrears.cli_support import CliError, cli_session, pick_provider
 from arrears.config import ConfigError
 from arrears.provisioning import service
-from arrears.store.db import Database
-from arrears.store.tables import ProviderRow
+from arrears.store.tables import ProvisioningRouteRow
 
 T = TypeVar("T")
 
@@ -27,27 +25,6 @@ T = TypeVar("T")
 def _error(message: str) -> int:
     sys.stderr.write(f"error: {message}\n")
     return 2
-
-
-def _open(database_url: str | None) -> Database | None:
-    db = database(Settings.from_env(database_url))
-    if not inspect(db.engine).has_table("provisioning_routes"):
-        db.dispose()
-        _error("no arrears schema here (or an old one): run `arrears db upgrade` first")
-        return None
-    return db
-
-
-def _provider(session: Session, key: str | None) -> ProviderRow:
-    rows = session.scalars(select(ProviderRow).order_by(ProviderRow.key)).all()
-    if key is None:
-        if len(rows) == 1:
-            return rows[0]
-        raise ConfigError("--provider", f"name one of: {', '.join(r.key for r in rows) or 'none'}")
-    for r in rows:
-        if r.key == key:
-            return r
-    raise ConfigError("--provider", f"no provider {key!r}")
 
 
 def _config(text: str) -> dict[str, Any]:
@@ -62,23 +39,15 @@ def _config(text: str) -> dict[str, Any]:
     return value
 
 
-class _Failed(Exception):
-    """Already said on stderr; exit 2."""
-
-
 def _in_transaction(database_url: str | None, work: Callable[[Session], T]) -> T:
-    """`work` in one transaction; a ConfigError (or an unreadable file) is printed and ends it."""
-    db = _open(database_url)
-    if db is None:
-        raise _Failed
-    try:
-        with db.transaction() as session:
+    """`work` in one transaction on the provisioning schema (cli_support.cli_session)."""
+    with cli_session(database_url, ProvisioningRouteRow.__tablename__) as session:
+        try:
             return work(session)
-    except (ConfigError, OSError) as exc:
-        _error(str(exc))
-        raise _Failed from None
-    finally:
-        db.dispose()
+        except ConfigError as exc:
+            raise CliError(exc.field, exc.message) from None
+        except OSError as exc:  # a --config file that cannot be read
+            raise CliError("--config", str(exc)) from None
 
 
 def _exit_2_on_failure(command: Callable[..., int]) -> Callable[..., int]:
@@ -86,8 +55,8 @@ def _exit_2_on_failure(command: Callable[..., int]) -> Callable[..., int]:
     def wrapper(*args: Any, **kwargs: Any) -> int:
         try:
             return command(*args, **kwargs)
-        except _Failed:
-            return 2
+        except CliError as exc:
+            return _error(str(exc))
 
     return wrapper
 
@@ -97,7 +66,7 @@ def route_set(
     database_url: str | None, provider: str | None, service_type: str, adapter: str, config: str, actor: str
 ) -> int:
     def work(session: Session) -> str:
-        p = _provider(session, provider)
+        p = pick_provider(session, provider)
         now = datetime.now(UTC)
         service.set_route(session, p, service_type, adapter, _config(config), actor=actor, now=now)
         return p.key
@@ -110,7 +79,7 @@ def route_set(
 @_exit_2_on_failure
 def route_remove(database_url: str | None, provider: str | None, service_type: str) -> int:
     def work(session: Session) -> tuple[str, bool]:
-        p = _provider(session, provider)
+        p = pick_provider(session, provider)
         return p.key, service.remove_route(session, p, service_type)
 
     key, removed = _in_transaction(database_url, work)
@@ -121,7 +90,7 @@ def route_remove(database_url: str | None, provider: str | None, service_type: s
 @_exit_2_on_failure
 def route_list(database_url: str | None, provider: str | None, as_json: bool) -> int:
     def work(session: Session) -> tuple[str, list[dict[str, Any]]]:
-        p = _provider(session, provider)
+        p = pick_provider(session, provider)
         return p.key, service.routes(session, p)
 
     key, rows = _in_transaction(database_url, work)

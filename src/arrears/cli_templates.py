@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,17 +16,13 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
-from sqlalchemy import inspect, select
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session
 
+from arrears.cli_support import CliError, cli_session, pick_provider
 from arrears.config import ConfigError
 from arrears.domain.events import EventKind
 from arrears.notify import admin, rendering
 from arrears.notify.templates import Rendered, TemplateError, TemplateSource
-from arrears.store.db import Database
-from arrears.store.db import database_url as resolve_url
 from arrears.store.tables import ProviderRow, TemplateRow
 
 MAX_ACTOR = 100  # templates.updated_by
@@ -37,21 +32,12 @@ _OPTION_OF_FIELD = {"event": "EVENT", "channel": "CHANNEL", "account": "--accoun
 _OPTION_OF_TEMPLATE_FIELD = {"subject": "--subject", "text": "--text-file", "html": "--html-file"}
 
 
-class CliError(Exception):
-    """A mistake on the command line, with the option or argument it is about."""
-
-    def __init__(self, option: str, message: str) -> None:
-        super().__init__(f"{option}: {message}")
-        self.option = option
-        self.message = message
-
-
 # -- the commands --------------------------------------------------------------------------------
 
 
 def list_command(database_url: str | None, *, provider: str | None, as_json: bool) -> int:
     def run(session: Session, out: _Output) -> None:
-        p = _provider(session, provider)
+        p = pick_provider(session, provider)
         own = admin.own_templates(session, p)
         rows: list[dict[str, Any]] = []
         for event in EventKind:
@@ -90,7 +76,7 @@ def show_command(
     database_url: str | None, *, provider: str | None, event: str, channel: str, as_json: bool
 ) -> int:
     def run(session: Session, out: _Output) -> None:
-        p = _provider(session, provider)
+        p = pick_provider(session, provider)
         _check_target(event, channel)
         row = admin.own_template(session, p, event, channel)
         source = rendering.template_for(session, p.id, event, channel)
@@ -133,7 +119,7 @@ def set_command(
     actor: str,
 ) -> int:
     def run(session: Session, out: _Output) -> None:
-        p = _provider(session, provider)
+        p = pick_provider(session, provider)
         _check_target(event, channel)
         if not actor.strip() or len(actor) > MAX_ACTOR:
             raise CliError("--actor", f"must be a name of 1 to {MAX_ACTOR} characters")
@@ -167,7 +153,7 @@ def preview_command(
     as_json: bool,
 ) -> int:
     def run(session: Session, out: _Output) -> None:
-        p = _provider(session, provider)
+        p = pick_provider(session, provider)
         _check_target(event, channel)
         source: TemplateSource | None = None
         if text_file is not None:
@@ -204,7 +190,7 @@ def preview_command(
 
 def reset_command(database_url: str | None, *, provider: str | None, event: str, channel: str) -> int:
     def run(session: Session, out: _Output) -> None:
-        p = _provider(session, provider)
+        p = pick_provider(session, provider)
         _check_target(event, channel)
         if admin.reset_template(session, p, event, channel):
             out.line(f"deleted {p.key}'s own {event} {channel} template: arrears' default applies again")
@@ -224,7 +210,7 @@ def _run(database_url: str | None, body: Callable[[Session, _Output], None]) -> 
     with the reason on stderr). Nothing is printed before the transaction has committed."""
     out = _Output()
     try:
-        with _session(database_url) as session:
+        with cli_session(database_url, TemplateRow.__tablename__) as session:
             body(session, out)
     except CliError as exc:
         _error(exc.option, exc.message)
@@ -260,45 +246,6 @@ class _Output:
             else:
                 console.print(part)
         sys.stdout.flush()
-
-
-@contextmanager
-def _session(database_url: str | None) -> Iterator[Session]:
-    # Not bootstrap.Settings: these commands need only the database, not the engine's wiring.
-    chosen = resolve_url(database_url)
-    try:
-        url = make_url(chosen)
-        in_file = url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:")
-        # Connecting would create an empty file where a mistyped path points.
-        if in_file and not Path(str(url.database)).exists():
-            raise CliError("--database-url", f"no database at {url.database}: run `arrears db upgrade` first")
-        db = Database(chosen)
-    except ArgumentError as exc:
-        raise CliError("--database-url", f"not a database URL we can use: {exc}") from None
-    try:
-        if not inspect(db.engine).has_table(TemplateRow.__tablename__):
-            raise CliError("--database-url", "no arrears schema here: run `arrears db upgrade` first")
-        with db.transaction() as session:
-            yield session
-    finally:
-        db.dispose()
-
-
-def _provider(session: Session, key: str | None) -> ProviderRow:
-    """The provider named by --provider, or the only one."""
-    keys = list(session.scalars(select(ProviderRow.key).order_by(ProviderRow.key)))
-    if key is None:
-        if not keys:
-            raise CliError("--provider", "this database has no providers yet")
-        if len(keys) > 1:
-            raise CliError(
-                "--provider", f"this database has {len(keys)} providers ({', '.join(keys)}): name one"
-            )
-        key = keys[0]
-    row = session.scalar(select(ProviderRow).where(ProviderRow.key == key))
-    if row is None:
-        raise CliError("--provider", f"no provider {key!r} (known: {', '.join(keys) or 'none'})")
-    return row
 
 
 def _check_target(event: str, channel: str) -> None:

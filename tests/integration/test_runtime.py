@@ -160,8 +160,8 @@ def test_health_metrics_and_a_payment_restored_at_once(postgres_url: str, tmp_pa
 
             time.sleep(1.0)  # the worker is now waiting for its next poll, a minute away
             ext_id = pay_everything(db, pid)
-            took = wait_for(lambda: restore_confirmed(db, ext_id), 15, "restore confirmed")
-            assert took < 15
+            # Within 15 s, a quarter of the poll interval: only the NOTIFY can explain it.
+            wait_for(lambda: restore_confirmed(db, ext_id), 15, "restore confirmed")
             assert proc.poll() is None
         assert proc.returncode == 0
     finally:

@@ -25,7 +25,6 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import or_, select, update
@@ -36,11 +35,11 @@ from arrears.domain.events import LATE_LIMIT, QuietHours
 from arrears.notify.alerts import EVENT as ALERT_EVENT
 from arrears.notify.facts import NoticeData, load_notice_batch, still_true
 from arrears.notify.rendering import render_notice
+from arrears.notify.service import delivery_line
 from arrears.notify.templates import Rendered, TemplateError, TemplateSource
 from arrears.store.db import Database
 from arrears.store.tables import (
     EventMappingRow,
-    HistoryRow,
     NotificationAttemptRow,
     NotificationRow,
     ProviderRow,
@@ -206,7 +205,7 @@ class NotificationDispatcher:
                 else:
                     row.state, row.reason = "uncertain", UNCERTAIN_REASON
                     report.uncertain += 1
-                    _history(session, row, now, "uncertain", UNCERTAIN_REASON)
+                    delivery_line(session, row, now, "uncertain", UNCERTAIN_REASON)
         return report
 
     # -- 2. claim --------------------------------------------------------------------
@@ -280,7 +279,7 @@ class NotificationDispatcher:
         if reason is not None:
             row.state, row.reason = "skipped", reason
             report.skipped += 1
-            _history(session, row, now, "skipped", reason)
+            delivery_line(session, row, now, "skipped", reason)
             return None
         if row.channel == "sms" and info.quiet is not None and row.mapping_key not in info.loud_mappings:
             until = info.quiet.until(now, info.tz)
@@ -295,7 +294,7 @@ class NotificationDispatcher:
             # lacked) is the provider's to fix, not something a retry would cure.
             row.state, row.reason = "failed", f"template: {exc}"[:200]
             report.failed += 1
-            _history(session, row, now, "failed", row.reason)
+            delivery_line(session, row, now, "failed", row.reason)
             return None
         return self._ready(session, row, info, rendered, now)
 
@@ -418,7 +417,7 @@ class NotificationDispatcher:
         if outcome.result is Result.SENT:
             row.state, row.sent_at, row.reference, row.reason = "sent", now, outcome.reference, None
             report.sent += 1
-            _history(session, row, now, "sent", outcome.detail)
+            delivery_line(session, row, now, "sent", outcome.detail)
         elif outcome.result is Result.RETRY and row.attempts < self.policy.max_attempts:
             row.state, row.reason = "pending", outcome.detail[:200] or None
             row.next_attempt_at = now + self.policy.retry_delay(row.attempts, self.rng)
@@ -430,7 +429,7 @@ class NotificationDispatcher:
                 reason = outcome.detail or "refused"
             row.state, row.reason = "failed", reason[:200]
             report.failed += 1
-            _history(session, row, now, "failed", reason)
+            delivery_line(session, row, now, "failed", reason)
 
     def _receipts(self, channel_name: str) -> None:
         receipts = self.channels[channel_name].receipts()
@@ -504,30 +503,6 @@ def _provider_info(session: Session, provider_id: int) -> _ProviderInfo:
         if body.get("quiet_hours") is False
     }
     return _ProviderInfo(row, ZoneInfo(row.timezone), quiet, loud)
-
-
-def _history(session: Session, row: NotificationRow, now: datetime, state: str, detail: str) -> None:
-    """A delivery line in the account's history, beside the decision that asked for it."""
-    data: dict[str, Any] = {
-        "event": row.event,
-        "channel": row.channel,
-        "service": row.service_ext_id,
-        "invoice": row.invoice_ext_id,
-        "to": row.to_address,
-        "state": state,
-        "detail": detail,
-        "notification": row.id,
-    }
-    session.add(
-        HistoryRow(
-            provider_id=row.provider_id,
-            account_id=row.account_id,
-            at=now,
-            kind="delivery",
-            data=data,
-            actor="dispatcher",
-        )
-    )
 
 
 __all__ = [

@@ -46,10 +46,7 @@ def _figures(
             .order_by(InvoiceRow.due_date, InvoiceRow.id)
         )
     )
-    domain = [
-        Invoice(i.ext_id, i.issued_at, i.due_date, i.amount, i.balance, InvoiceStatus(i.status), i.disputed)
-        for i in invoices
-    ]
+    domain = [_domain_invoice(i) for i in invoices]
     return figures_at(domain, now, ZoneInfo(provider.timezone)), invoices
 
 
@@ -68,33 +65,11 @@ def load_account_data(
     return NoticeData(account, contact, service, invoices[0] if invoices else None, figures)
 
 
-def load_notice_data(
-    session: Session, row: NotificationRow, provider: ProviderRow, now: datetime
-) -> NoticeData:
-    account = session.get_one(AccountRow, row.account_id)
-    figures, _ = _figures(session, row.account_id, provider, now)
-    contact = _contact(session, row)
-    service = None
-    if row.service_ext_id is not None:
-        service = session.scalar(
-            select(ServiceRow).where(
-                ServiceRow.provider_id == row.provider_id, ServiceRow.ext_id == row.service_ext_id
-            )
-        )
-    invoice = None
-    if row.invoice_ext_id is not None:
-        invoice = session.scalar(
-            select(InvoiceRow).where(
-                InvoiceRow.provider_id == row.provider_id, InvoiceRow.ext_id == row.invoice_ext_id
-            )
-        )
-    return NoticeData(account, contact, service, invoice, figures)
-
-
 def load_notice_batch(
     session: Session, rows: Sequence[NotificationRow], providers: dict[int, ProviderRow], now: datetime
 ) -> dict[int, NoticeData]:
-    """`load_notice_data` for many notifications in five queries; keyed by notification id."""
+    """What each notification is about (account, contact, service, invoice, figures), for a
+    whole claimed batch in five queries; keyed by notification id."""
     account_ids = {r.account_id for r in rows}
     if not account_ids:
         return {}
@@ -146,13 +121,6 @@ def _domain_invoice(i: InvoiceRow) -> Invoice:
     return Invoice(
         i.ext_id, i.issued_at, i.due_date, i.amount, i.balance, InvoiceStatus(i.status), i.disputed
     )
-
-
-def _contact(session: Session, row: NotificationRow) -> ContactRow | None:
-    contacts = session.scalars(
-        select(ContactRow).where(ContactRow.account_id == row.account_id).order_by(ContactRow.id)
-    ).all()
-    return _pick_contact(contacts, row)
 
 
 def _pick_contact(contacts: Sequence[ContactRow], row: NotificationRow) -> ContactRow | None:

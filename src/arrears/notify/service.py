@@ -79,7 +79,7 @@ def retry(session: Session, notification_id: int, *, actor: str, now: datetime) 
         )
     row.state, row.next_attempt_at, row.reason = "pending", now, None
     row.attempts = 0  # a fresh allowance of attempts, on a person's say-so
-    _note(session, row, now, actor, "retry")
+    delivery_line(session, row, now, row.state, "retry", actor)
     return row
 
 
@@ -90,7 +90,7 @@ def cancel(session: Session, notification_id: int, *, actor: str, now: datetime)
             "state", f"notification {row.id} is {row.state}; only {', '.join(CANCELLABLE)} can be cancelled"
         )
     row.state, row.reason = "cancelled", f"cancelled by {actor}"
-    _note(session, row, now, actor, "cancel")
+    delivery_line(session, row, now, row.state, "cancel", actor)
     return row
 
 
@@ -101,21 +101,27 @@ def _get(session: Session, notification_id: int) -> NotificationRow:
     return row
 
 
-def _note(session: Session, row: NotificationRow, now: datetime, actor: str, action: str) -> None:
+def delivery_line(
+    session: Session, row: NotificationRow, now: datetime, state: str, detail: str, actor: str = "dispatcher"
+) -> None:
+    """A delivery line in the account's history, beside the decision that asked for the notice."""
+    data: dict[str, Any] = {
+        "event": row.event,
+        "channel": row.channel,
+        "service": row.service_ext_id,
+        "invoice": row.invoice_ext_id,
+        "to": row.to_address,
+        "state": state,
+        "detail": detail,
+        "notification": row.id,
+    }
     session.add(
         HistoryRow(
             provider_id=row.provider_id,
             account_id=row.account_id,
             at=now,
             kind="delivery",
-            data={
-                "event": row.event,
-                "channel": row.channel,
-                "to": row.to_address,
-                "state": row.state,
-                "detail": action,
-                "notification": row.id,
-            },
+            data=data,
             actor=actor,
         )
     )

@@ -65,10 +65,6 @@ class Routes:
             )
         }
 
-    def adapter_for(self, session: Session, provider_id: int, service_type: str) -> Adapter:
-        self.prepare(session, [provider_id])
-        return self.adapter(provider_id, service_type)
-
     def adapter(self, provider_id: int, service_type: str) -> Adapter:
         """The adapter of the route prepared for this provider and service type."""
         route = self._rows.get((provider_id, service_type)) or self._rows.get((provider_id, ANY_TYPE))

@@ -122,16 +122,24 @@ class HttpGateway:
                 )
             )
             reply = self._replies.popleft() if self._replies else self.default
-        if reply.delay:
-            time.sleep(reply.delay)
-        payload = reply.body.encode()
-        try:
-            handler.send_response(reply.status)
-            handler.send_header("Content-Type", reply.content_type)
-            handler.send_header("Content-Length", str(len(payload)))
-            for name, value in reply.headers.items():
-                handler.send_header(name, value)
-            handler.end_headers()
-            handler.wfile.write(payload)
-        except OSError:
-            handler.close_connection = True  # the client gave up (a timeout test)
+        respond(handler, reply)
+
+
+def respond(handler: BaseHTTPRequestHandler, reply: Reply) -> bool:
+    """Send `reply` (after its delay); False when the client had already given up."""
+    if reply.delay:
+        handler.close_connection = True  # the client will have timed out: no keep-alive to wait on
+        time.sleep(reply.delay)
+    payload = reply.body.encode()
+    try:
+        handler.send_response(reply.status)
+        handler.send_header("Content-Type", reply.content_type)
+        handler.send_header("Content-Length", str(len(payload)))
+        for name, value in reply.headers.items():
+            handler.send_header(name, value)
+        handler.end_headers()
+        handler.wfile.write(payload)
+    except OSError:
+        handler.close_connection = True  # the client gave up (a timeout test)
+        return False
+    return True

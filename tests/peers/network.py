@@ -13,8 +13,7 @@ from collections import Counter, defaultdict
 from http.server import BaseHTTPRequestHandler
 
 from arrears.provisioning.webhook import SIGNATURE_HEADER, SignatureError, utcnow, verify
-from peers.http_gateway import HttpGateway, Reply
-from peers.webhook_peer import _respond
+from peers.http_gateway import HttpGateway, Reply, respond
 
 
 class Network(HttpGateway):
@@ -39,7 +38,7 @@ class Network(HttpGateway):
         except SignatureError as exc:
             with self._lock:
                 self.bad_signatures += 1
-            _respond(handler, Reply(401, f"bad signature: {exc.reason}"))
+            respond(handler, Reply(401, f"bad signature: {exc.reason}"))
             return
         call = json.loads(body)
         with self._lock:
@@ -54,4 +53,4 @@ class Network(HttpGateway):
                 self.applied[call["key"]] += 1
                 self.actions[call["service"]].append(call["action"])
                 reply = Reply.json(200, {"id": call["key"]})
-        _respond(handler, reply)
+        respond(handler, reply)

@@ -10,7 +10,6 @@ scripted replies (a default otherwise), can fail every Nth signed call, and afte
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,7 +26,7 @@ from arrears.provisioning.webhook import (
     utcnow,
     verify,
 )
-from peers.http_gateway import HttpGateway, Reply, Request
+from peers.http_gateway import HttpGateway, Reply, Request, respond
 
 __all__ = ["Reply", "Request", "SentCallback", "WebhookPeer"]
 
@@ -92,7 +91,7 @@ class WebhookPeer(HttpGateway):
                     reply = self.failure
                 else:
                     reply = self._replies.popleft() if self._replies else self.default
-        if _respond(handler, reply) and error is None and reply.status == 202 and self.callback_url:
+        if respond(handler, reply) and error is None and reply.status == 202 and self.callback_url:
             self._call_back(self.callback_url, request)
 
     def _check(self, header: str | None, body: bytes) -> str | None:
@@ -122,23 +121,3 @@ class WebhookPeer(HttpGateway):
             sent = SentCallback(body, None, f"{type(exc).__name__}: {exc}")
         with self._lock:
             self.callbacks.append(sent)
-
-
-def _respond(handler: BaseHTTPRequestHandler, reply: Reply) -> bool:
-    """Send `reply` (after its delay); False when the client had already given up."""
-    if reply.delay:
-        handler.close_connection = True  # the client will have timed out: no keep-alive to wait on
-        time.sleep(reply.delay)
-    payload = reply.body.encode()
-    try:
-        handler.send_response(reply.status)
-        handler.send_header("Content-Type", reply.content_type)
-        handler.send_header("Content-Length", str(len(payload)))
-        for name, value in reply.headers.items():
-            handler.send_header(name, value)
-        handler.end_headers()
-        handler.wfile.write(payload)
-    except OSError:
-        handler.close_connection = True  # the client gave up (a timeout test)
-        return False
-    return True

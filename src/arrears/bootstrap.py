@@ -11,9 +11,10 @@ from datetime import datetime, timedelta
 from arrears.channels.base import Channel
 from arrears.engine.provisioning import OutcomeHook, ProvisioningDispatcher
 from arrears.notify.dispatcher import DeliveryPolicy, NotificationDispatcher, Senders
-from arrears.ops.metrics import record_delivery
+from arrears.ops.metrics import record_delivery, record_webhook
 from arrears.provisioning.routing import ProvisioningPolicy, Routes
 from arrears.store.db import Database, database_url
+from arrears.webhooks.dispatcher import WebhookDispatcher, WebhookPolicy
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,8 @@ class Settings:
     # Provisioning: attempts before a transient failure is final, and the first retry's delay.
     provisioning_attempts: int = 8
     provisioning_first_retry_s: float = 60.0
+    # Seconds a webhook endpoint has to answer (each of connect/read/write).
+    webhook_timeout_s: float = 10.0
     # The worker's /healthz and /metrics; a negative port turns them off.
     ops_host: str = "127.0.0.1"
     ops_port: int | None = 9464
@@ -51,6 +54,7 @@ class Settings:
             delivery_claim_s=float(env.get("ARREARS_DELIVERY_CLAIM", "600")),
             provisioning_attempts=int(env.get("ARREARS_PROVISIONING_ATTEMPTS", "8")),
             provisioning_first_retry_s=float(env.get("ARREARS_PROVISIONING_FIRST_RETRY", "60")),
+            webhook_timeout_s=float(env.get("ARREARS_WEBHOOK_TIMEOUT", "10")),
             ops_host=env.get("ARREARS_OPS_HOST", "127.0.0.1"),
             ops_port=int(env.get("ARREARS_OPS_PORT", "9464")),
         )
@@ -101,4 +105,14 @@ def notification_dispatcher(
         senders=Senders(email=settings.email_from, sms=settings.sms_from),
         clock=clock,
         on_outcome=record_delivery,
+    )
+
+
+def webhook_dispatcher(settings: Settings, db: Database, clock: Callable[[], datetime]) -> WebhookDispatcher:
+    return WebhookDispatcher(
+        db,
+        worker=worker_name(),
+        policy=WebhookPolicy(timeout=settings.webhook_timeout_s),
+        clock=clock,
+        on_outcome=record_webhook,
     )

@@ -1,7 +1,8 @@
 """The worker (`arrears worker`) and the one-off scan (`arrears scan`).
 
 The worker loops every scan interval: a due pass (the accounts whose wake-up
-has come), the provisioning dispatch and the notification delivery; a full pass (`engine.scan`) when it
+has come), the provisioning dispatch, the notification delivery and the webhook
+deliveries; a full pass (`engine.scan`) when it
 starts and whenever a provider's local date rolls over. Any number of workers
 may share one PostgreSQL database: each batch claims its accounts with
 `FOR UPDATE SKIP LOCKED`, so no decision is carried out twice. SIGTERM and
@@ -26,7 +27,13 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import inspect, select, text, update
 
-from arrears.bootstrap import Settings, database, notification_dispatcher, provisioning_dispatcher
+from arrears.bootstrap import (
+    Settings,
+    database,
+    notification_dispatcher,
+    provisioning_dispatcher,
+    webhook_dispatcher,
+)
 from arrears.domain.clock import local_date, parse_local
 from arrears.engine.provisioning import ProvisioningDispatcher
 from arrears.engine.scan import BATCH, PlanEntry, ScanResult, due_pass, full_pass
@@ -45,6 +52,7 @@ from arrears.ops.metrics import (
 from arrears.ops.wakeup import Waker, register_local, unregister_local
 from arrears.store.db import Database
 from arrears.store.tables import ProviderRow
+from arrears.webhooks.dispatcher import WebhookDispatcher
 
 log = logging.getLogger("arrears.worker")
 
@@ -139,6 +147,7 @@ class Worker:
         batch: int = BATCH,
         notifications: NotificationDispatcher | None = None,
         provisioning: ProvisioningDispatcher | None = None,
+        webhooks: WebhookDispatcher | None = None,
     ):
         self.db = db
         self.interval = interval
@@ -147,6 +156,7 @@ class Worker:
         self.stop = stop or Stop()
         self.dispatcher = provisioning or provisioning_dispatcher(on_outcome=record_provisioning)
         self.notifications = notifications
+        self.webhooks = webhooks
         # Set by the LISTEN thread when another process committed work for us.
         self.wake = threading.Event()
         self.last_ok: float | None = None  # time.monotonic() of the last round that completed
@@ -194,7 +204,10 @@ class Worker:
         delivered: dict[str, int] = {}
         if self.notifications is not None and not self.stop():
             delivered = self.notifications.run(should_stop=self.stop).as_dict()
-        self._log("due", t0, due, provisioning=provisioned, notifications=delivered)
+        posted: dict[str, int] = {}
+        if self.webhooks is not None and not self.stop():
+            posted = self.webhooks.run(should_stop=self.stop).as_dict()
+        self._log("due", t0, due, provisioning=provisioned, notifications=delivered, webhooks=posted)
         SCAN_SECONDS.labels("due").observe(time.perf_counter() - t0)
 
     def _log(self, kind: str, t0: float, result: PassResult, **extra: Any) -> None:
@@ -335,6 +348,7 @@ def run_worker(
             batch=batch,
             notifications=notification_dispatcher(settings, db, utcnow),
             provisioning=provisioning_dispatcher(settings, on_outcome=record_provisioning),
+            webhooks=webhook_dispatcher(settings, db, utcnow),
         )
         register_queue_depths(db)
         port = settings.ops_port if ops_port is None else ops_port
@@ -361,6 +375,8 @@ def run_worker(
         log.info(_fmt({"event": "stopped", "signal": worker.stop.signal}))
         if worker.notifications is not None:
             worker.notifications.close()
+        if worker.webhooks is not None:
+            worker.webhooks.close()
         worker.dispatcher.close()
         return code
     finally:

@@ -34,7 +34,10 @@ from arrears.store.tables import (
     NotificationRow,
     ProvisioningRequestRow,
     ServiceRow,
+    WebhookDeliveryRow,
 )
+from arrears.webhooks.events import EVENT_KINDS
+from arrears.webhooks.outbox import Outbox
 
 # The tables themselves (Core): plain executemany inserts, no ORM bookkeeping.
 _REQUESTS: Table = ProvisioningRequestRow.__table__  # type: ignore[assignment]
@@ -44,6 +47,7 @@ _NOTES: Table = NoteRow.__table__  # type: ignore[assignment]
 _ACCOUNTS: Table = AccountRow.__table__  # type: ignore[assignment]
 _SERVICES: Table = ServiceRow.__table__  # type: ignore[assignment]
 _EPISODES: Table = EpisodeRow.__table__  # type: ignore[assignment]
+_DELIVERIES: Table = WebhookDeliveryRow.__table__  # type: ignore[assignment]
 
 
 class HasId(Protocol):
@@ -92,6 +96,8 @@ class Writes:
         self.requests: list[PendingRequest] = []
         self.notifications: list[tuple[dict[str, Any], PendingRequest | ProvisioningRequestRow | None]] = []
         self.notes: list[dict[str, Any]] = []
+        # Webhook deliveries (webhooks.outbox), with the episode whose id their payload names.
+        self.deliveries: list[tuple[dict[str, Any], HasId | None]] = []
         # States written back when changed, and episodes to insert.
         self.accounts: list[AccountState] = []
         self.episodes: list[EpisodeState] = []
@@ -156,6 +162,14 @@ class Writes:
         if self.notes:
             _insert(session, _NOTES, self.notes)
             self.notes = []
+        if self.deliveries:
+            rows = []
+            for values, episode in self.deliveries:
+                if episode is not None:
+                    values["payload"]["data"]["episode"] = episode.id
+                rows.append(values)
+            _insert(session, _DELIVERIES, rows)
+            self.deliveries = []
 
     def _insert_episodes(self, session: Session) -> None:
         if self.new_episodes:
@@ -333,6 +347,7 @@ class Journal:
         self.now = now
         self.actor = actor
         self.writes = writes
+        self.outbox = Outbox(session, provider_id)
 
     def write(
         self,
@@ -345,6 +360,8 @@ class Journal:
         at: datetime | None = None,
         **data: Any,
     ) -> None:
+        if kind in EVENT_KINDS:
+            self._deliveries(kind, account_id, episode, episode_id, at or self.now, data)
         if self.writes is not None:
             values = {
                 "provider_id": self.provider_id,
@@ -374,6 +391,32 @@ class Journal:
         elif episode is not None:
             row.episode_id = episode.id
         self.session.add(row)
+
+    def _deliveries(
+        self,
+        kind: str,
+        account_id: int | None,
+        episode: HasId | None,
+        episode_id: int | None,
+        at: datetime,
+        data: dict[str, Any],
+    ) -> None:
+        """The webhook deliveries of a line that is an event someone wants, beside the line."""
+        rows = self.outbox.record(
+            kind,
+            account_id,
+            data,
+            at=at,
+            actor=self.actor,
+            episode_stage=getattr(episode, "stage", None),
+            episode_id=episode.id if episode is not None else episode_id,
+        )
+        for values in rows:
+            if self.writes is not None:
+                # A new episode gets its id at the flush: the payload takes it then.
+                self.writes.deliveries.append((values, episode))
+            else:
+                self.session.add(WebhookDeliveryRow(**values))
 
 
 def moved(before: str, after: str) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
+from arrears import backoff
 from arrears.channels.base import Channel, LogFailed, Message, Outcome, Result
 from arrears.domain.events import LATE_LIMIT, QuietHours
 from arrears.notify.alerts import EVENT as ALERT_EVENT
@@ -61,9 +62,7 @@ class DeliveryPolicy:
     claim_for: timedelta = timedelta(minutes=10)
 
     def retry_delay(self, attempts: int, rng: random.Random) -> timedelta:
-        """Exponential backoff with jitter: half to all of min(max, first·2^(n-1))."""
-        ceiling: timedelta = min(self.max_retry, self.first_retry * 2 ** max(0, attempts - 1))
-        return ceiling * rng.uniform(0.5, 1.0)
+        return backoff.retry_delay(attempts, self.first_retry, self.max_retry, rng)
 
 
 @dataclass

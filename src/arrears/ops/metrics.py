@@ -15,7 +15,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
 from arrears.store.db import Database
-from arrears.store.tables import NotificationRow, ProvisioningRequestRow
+from arrears.store.tables import NotificationRow, ProvisioningRequestRow, WebhookDeliveryRow
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -55,6 +55,15 @@ PROVISIONING_LATENCY = Histogram(
     registry=REGISTRY,
     buckets=(0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 86400),
 )
+WEBHOOKS = Counter(
+    "arrears_webhooks_total", "Webhook delivery attempts, by outcome", ["outcome"], registry=REGISTRY
+)
+WEBHOOK_LATENCY = Histogram(
+    "arrears_webhook_latency_seconds",
+    "From an event to its delivery being taken by the endpoint",
+    registry=REGISTRY,
+    buckets=(0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 6 * 3600, 86400, 3 * 86400),
+)
 TICKS = Counter("arrears_worker_ticks_total", "Worker rounds, by result", ["result"], registry=REGISTRY)
 
 
@@ -72,6 +81,13 @@ def record_provisioning(adapter: str, outcome: str, latency: float | None) -> No
         PROVISIONING_LATENCY.labels(adapter).observe(latency)
 
 
+def record_webhook(outcome: str, latency: float | None) -> None:
+    """The webhook dispatcher's outcome hook."""
+    WEBHOOKS.labels(outcome).inc()
+    if latency is not None:
+        WEBHOOK_LATENCY.observe(latency)
+
+
 class QueueDepths(Collector):
     """Notifications and provisioning requests by state, read at scrape time."""
 
@@ -84,6 +100,9 @@ class QueueDepths(Collector):
         )
         requests = GaugeMetricFamily(
             "arrears_provisioning_queued", "Provisioning requests by state", labels=["state", "adapter"]
+        )
+        webhooks = GaugeMetricFamily(
+            "arrears_webhooks_queued", "Webhook deliveries pending or failed", labels=["status"]
         )
         try:
             with self.db.engine.connect() as conn:
@@ -101,9 +120,15 @@ class QueueDepths(Collector):
                     .group_by(ProvisioningRequestRow.state, ProvisioningRequestRow.adapter)
                 ):
                     requests.add_metric([state, adapter], n)
+                for status, n in conn.execute(
+                    select(WebhookDeliveryRow.status, func.count())
+                    .where(WebhookDeliveryRow.status.in_(("pending", "failed")))
+                    .group_by(WebhookDeliveryRow.status)
+                ):
+                    webhooks.add_metric([status], n)
         except Exception:  # the database being away must not break the scrape
             return []
-        return [notifications, requests]
+        return [notifications, requests, webhooks]
 
 
 def exposition(extra: Callable[[], bytes] | None = None) -> bytes:

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from arrears import backoff
 from arrears.provisioning.base import Adapter, ConfigError, ProvisioningCall, Result, State
 from arrears.provisioning.registry import LogAdapter, adapter_from_config
 from arrears.store.tables import ProvisioningRouteRow
@@ -31,9 +32,7 @@ class ProvisioningPolicy:
     max_retry: timedelta = timedelta(hours=1)
 
     def retry_delay(self, attempts: int, rng: random.Random) -> timedelta:
-        """Exponential backoff with jitter: half to all of min(max, first·2^(n-1))."""
-        ceiling: timedelta = min(self.max_retry, self.first_retry * 2 ** max(0, attempts - 1))
-        return ceiling * rng.uniform(0.5, 1.0)
+        return backoff.retry_delay(attempts, self.first_retry, self.max_retry, rng)
 
 
 class _Broken:

@@ -8,9 +8,12 @@ from datetime import datetime
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from arrears.api import activity, billing, configuration, problems, providers, provisioning
+from arrears.api import activity, billing, configuration, problems, providers, provisioning, webhooks
 from arrears.api.auth import RateLimit, RateLimiter
 from arrears.api.context import ApiState, utcnow
+from arrears.api.imports import MAX_IMPORT_BODY
+from arrears.api.imports import PATH as IMPORT_PATH
+from arrears.api.imports import router as import_router
 from arrears.api.middleware import ApiMiddleware
 from arrears.api.views import BadCursor
 from arrears.store.db import Database
@@ -38,6 +41,7 @@ def create_app(
     clock: Callable[[], datetime] = utcnow,
     rate_limit: RateLimit | None = None,
     max_body: int = MAX_BODY,
+    max_import_body: int = MAX_IMPORT_BODY,
 ) -> FastAPI:
     """The API on `db`. `platform_key` (e.g. $ARREARS_PLATFORM_KEY) is accepted as a platform
     key besides those stored; `rate_limit` applies per key (None: the default; a limit of
@@ -65,5 +69,8 @@ def create_app(
     app.include_router(provisioning.router, prefix=PREFIX)
     app.include_router(activity.router, prefix=PREFIX)
     app.include_router(configuration.router, prefix=PREFIX)
-    app.add_middleware(ApiMiddleware, state=state, max_body=max_body)
+    app.include_router(webhooks.router, prefix=PREFIX)
+    app.include_router(import_router, prefix=PREFIX)
+    limits = {PREFIX + IMPORT_PATH: max_import_body}  # bulk import takes files, not one record
+    app.add_middleware(ApiMiddleware, state=state, max_body=max_body, limits=limits)
     return app

@@ -8,21 +8,16 @@ nothing: a billing system can resend its feed safely.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Query
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from arrears.api import schemas, views
+from arrears.api import records, responses, schemas, views
 from arrears.api.context import Caller, provider_caller
 from arrears.api.problems import Problem, not_found
-from arrears.config import ConfigError
-from arrears.domain.clock import at_local
 from arrears.domain.model import AccountStatus, CaseStatus, InvoiceStatus, PlanStatus
-from arrears.engine.inputs import Inputs
 from arrears.store.tables import (
     AccountRow,
     CaseRow,
@@ -35,6 +30,7 @@ from arrears.store.tables import (
 )
 
 router = APIRouter(
+    dependencies=[Depends(schemas.storable_params)],
     responses={
         401: {"model": Problem, "description": "No valid API key"},
         403: {"model": Problem, "description": "Not a provider's key"},
@@ -56,19 +52,6 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
 
 def tenant(session: Session, caller: Caller) -> views.Tenant:
     return views.Tenant.of(session.get_one(ProviderRow, caller.provider_id))
-
-
-def _same_id(body: schemas.Body, path_id: str) -> None:
-    given = getattr(body, "id", None)
-    if given is not None and given != path_id:
-        raise ConfigError(f"{body.resource}.id", f"{given!r} is not the id in the path ({path_id!r})")
-
-
-def _instant(value: datetime, tz: ZoneInfo) -> datetime:
-    """An instant from the feed; one without a UTC offset is provider-local (SPEC §9)."""
-    if value.tzinfo is None:
-        return at_local(value.date(), value.time(), tz)
-    return value.astimezone(UTC)
 
 
 def _account(session: Session, caller: Caller, ext_id: str) -> AccountRow:
@@ -114,7 +97,7 @@ def _listing(
 # -- accounts ---------------------------------------------------------------------------------------
 
 
-@router.get("/accounts", tags=["accounts"], summary="List accounts")
+@router.get("/accounts", tags=["accounts"], summary="List accounts", response_model=responses.AccountPage)
 def list_accounts(
     caller: CallerDep,
     limit: Limit = views.DEFAULT_LIMIT,
@@ -134,18 +117,27 @@ def list_accounts(
         return {"items": [views.account_summary(r, t) for r in rows], "next_cursor": next_cursor}
 
 
-@router.put("/accounts/{account_id}", tags=["accounts"], summary="Create or update an account")
+@router.put(
+    "/accounts/{account_id}",
+    tags=["accounts"],
+    summary="Create or update an account",
+    response_model=responses.Account,
+    responses=responses.problems(409, 413),
+)
 def put_account(account_id: str, body: schemas.AccountIn, caller: CallerDep) -> dict[str, Any]:
     """Upsert: status, groups, contacts (replaced when given) and services (upserted)."""
-    _same_id(body, account_id)
     with caller.inputs() as inputs:
-        row = inputs.put_account({**body.data(), "id": account_id})
+        row = records.put_account(inputs, account_id, body)
         inputs.settle()
         return views.account_detail(inputs.session, row, caller.now)
 
 
 @router.get(
-    "/accounts/{account_id}", tags=["accounts"], summary="An account as it stands", responses=NOT_FOUND
+    "/accounts/{account_id}",
+    tags=["accounts"],
+    summary="An account as it stands",
+    response_model=responses.Account,
+    responses=NOT_FOUND,
 )
 def get_account(account_id: str, caller: CallerDep) -> dict[str, Any]:
     """Status, stage, services (with pending provisioning), figures, exclusions, the governing
@@ -155,7 +147,11 @@ def get_account(account_id: str, caller: CallerDep) -> dict[str, Any]:
 
 
 @router.get(
-    "/accounts/{account_id}/history", tags=["accounts"], summary="Episodes and history", responses=NOT_FOUND
+    "/accounts/{account_id}/history",
+    tags=["accounts"],
+    summary="Episodes and history",
+    response_model=responses.History,
+    responses=NOT_FOUND,
 )
 def get_history(
     account_id: str, caller: CallerDep, limit: Limit = views.DEFAULT_LIMIT, cursor: Cursor = None
@@ -169,17 +165,14 @@ def get_history(
     "/accounts/{account_id}/services/{service_id}",
     tags=["accounts"],
     summary="Create or update a service",
-    responses=NOT_FOUND,
+    response_model=responses.Service,
+    responses=responses.problems(404, 409, 413),
 )
 def put_service(
     account_id: str, service_id: str, body: schemas.ServiceIn, caller: CallerDep
 ) -> dict[str, Any]:
-    _same_id(body, service_id)
-    if body.account is not None and body.account != account_id:
-        raise ConfigError("service.account", f"{body.account!r} is not the account in the path")
     with caller.inputs() as inputs:
-        _account(inputs.session, caller, account_id)
-        row = inputs.put_service({**body.data(), "id": service_id, "account": account_id})
+        row = records.put_service(inputs, account_id, service_id, body)
         inputs.settle()
         return views.service_detail(inputs.session, row, tenant(inputs.session, caller))
 
@@ -188,6 +181,7 @@ def put_service(
     "/accounts/{account_id}/services/{service_id}",
     tags=["accounts"],
     summary="A service",
+    response_model=responses.Service,
     responses=NOT_FOUND,
 )
 def get_service(account_id: str, service_id: str, caller: CallerDep) -> dict[str, Any]:
@@ -203,22 +197,25 @@ def get_service(account_id: str, service_id: str, caller: CallerDep) -> dict[str
     "/accounts/{account_id}/flag",
     tags=["accounts"],
     summary="Set or clear the omit flag",
-    responses=NOT_FOUND,
+    response_model=responses.Flag,
+    responses=responses.problems(404, 409, 413),
 )
 def put_flag(account_id: str, body: schemas.FlagIn, caller: CallerDep) -> dict[str, Any]:
     """Omit the account from automatic suspension (until a local date, inclusive), or stop omitting it."""
     with caller.inputs() as inputs:
-        row = _account(inputs.session, caller, account_id)
-        until = body.until if body.omit else None
-        reason = body.reason if body.omit else None
-        # The same flag again is no new operator action: a replay changes nothing.
-        if (row.omit, row.omit_until, row.omit_reason or None) != (body.omit, until, reason or None):
-            inputs.set_flag(account_id, body.omit, until, body.reason)
+        row = records.put_flag(inputs, account_id, body)
+        if inputs.touched:  # an unchanged flag touched nothing: nothing to settle
             inputs.settle()
         return views.flag_view(row)
 
 
-@router.get("/accounts/{account_id}/flag", tags=["accounts"], summary="The omit flag", responses=NOT_FOUND)
+@router.get(
+    "/accounts/{account_id}/flag",
+    tags=["accounts"],
+    summary="The omit flag",
+    response_model=responses.Flag,
+    responses=NOT_FOUND,
+)
 def get_flag(account_id: str, caller: CallerDep) -> dict[str, Any]:
     with caller.read() as s:
         return views.flag_view(_account(s, caller, account_id))
@@ -227,7 +224,7 @@ def get_flag(account_id: str, caller: CallerDep) -> dict[str, Any]:
 # -- invoices ---------------------------------------------------------------------------------------
 
 
-@router.get("/invoices", tags=["invoices"], summary="List invoices")
+@router.get("/invoices", tags=["invoices"], summary="List invoices", response_model=responses.InvoicePage)
 def list_invoices(
     caller: CallerDep,
     limit: Limit = views.DEFAULT_LIMIT,
@@ -241,24 +238,28 @@ def list_invoices(
         return _listing(s, stmt, InvoiceRow.id, limit, cursor, lambda r, a: views.invoice_view(r, a, t))
 
 
-@router.put("/invoices/{invoice_id}", tags=["invoices"], summary="Create or update an invoice")
+@router.put(
+    "/invoices/{invoice_id}",
+    tags=["invoices"],
+    summary="Create or update an invoice",
+    response_model=responses.Invoice,
+    responses=responses.problems(409, 413),
+)
 def put_invoice(invoice_id: str, body: schemas.InvoiceIn, caller: CallerDep) -> dict[str, Any]:
     """Upsert. Amounts already allocated to it stay allocated: its balance is the amount less them."""
-    _same_id(body, invoice_id)
     with caller.inputs() as inputs:
-        data = {**body.data(), "id": invoice_id}
-        if body.issued_at is not None:
-            data["issued_at"] = _instant(body.issued_at, inputs.provider.tz)
-        else:
-            existing = views.owned(inputs.session, InvoiceRow, caller.provider_id, invoice_id)
-            # Received again without an issue instant: it keeps the one it got first.
-            data["issued_at"] = existing.issued_at if existing is not None else caller.now
-        row = inputs.put_invoice(data)
+        row = records.put_invoice(inputs, invoice_id, body)
         inputs.settle()
         return views.invoice_view(row, body.account, tenant(inputs.session, caller))
 
 
-@router.get("/invoices/{invoice_id}", tags=["invoices"], summary="An invoice", responses=NOT_FOUND)
+@router.get(
+    "/invoices/{invoice_id}",
+    tags=["invoices"],
+    summary="An invoice",
+    response_model=responses.Invoice,
+    responses=NOT_FOUND,
+)
 def get_invoice(invoice_id: str, caller: CallerDep) -> dict[str, Any]:
     with caller.read() as s:
         row = views.owned(s, InvoiceRow, caller.provider_id, invoice_id)
@@ -270,7 +271,7 @@ def get_invoice(invoice_id: str, caller: CallerDep) -> dict[str, Any]:
 # -- payments ---------------------------------------------------------------------------------------
 
 
-@router.get("/payments", tags=["payments"], summary="List payments")
+@router.get("/payments", tags=["payments"], summary="List payments", response_model=responses.PaymentPage)
 def list_payments(
     caller: CallerDep,
     limit: Limit = views.DEFAULT_LIMIT,
@@ -283,17 +284,18 @@ def list_payments(
         return {"items": views.payment_views(s, rows, tenant(s, caller)), "next_cursor": next_cursor}
 
 
-@router.put("/payments/{payment_id}", tags=["payments"], summary="Record a payment")
+@router.put(
+    "/payments/{payment_id}",
+    tags=["payments"],
+    summary="Record a payment",
+    response_model=responses.Payment,
+    responses=responses.problems(409, 413),
+)
 def put_payment(payment_id: str, body: schemas.PaymentIn, caller: CallerDep) -> dict[str, Any]:
     """A payment is recorded once: the same payment again changes nothing (it is not allocated
     twice); the same id with another amount or account is refused."""
-    _same_id(body, payment_id)
     with caller.inputs() as inputs:
-        data = {**body.data(), "id": payment_id}
-        data["received_at"] = (
-            _instant(body.received_at, inputs.provider.tz) if body.received_at else caller.now
-        )
-        row = inputs.put_payment(data)
+        row = records.put_payment(inputs, payment_id, body)
         inputs.settle()
         return views.payment_views(inputs.session, [row], tenant(inputs.session, caller))[0]
 
@@ -302,7 +304,8 @@ def put_payment(payment_id: str, body: schemas.PaymentIn, caller: CallerDep) -> 
     "/payments/{payment_id}/allocate",
     tags=["payments"],
     summary="Allocate what is unallocated",
-    responses=NOT_FOUND,
+    response_model=responses.Payment,
+    responses=responses.problems(404, 409),
 )
 def allocate_payment(payment_id: str, caller: CallerDep) -> dict[str, Any]:
     """Allocate the payment's unallocated part to open invoices, oldest first."""
@@ -315,7 +318,13 @@ def allocate_payment(payment_id: str, caller: CallerDep) -> dict[str, Any]:
         return views.payment_views(inputs.session, [row], tenant(inputs.session, caller))[0]
 
 
-@router.get("/payments/{payment_id}", tags=["payments"], summary="A payment", responses=NOT_FOUND)
+@router.get(
+    "/payments/{payment_id}",
+    tags=["payments"],
+    summary="A payment",
+    response_model=responses.Payment,
+    responses=NOT_FOUND,
+)
 def get_payment(payment_id: str, caller: CallerDep) -> dict[str, Any]:
     with caller.read() as s:
         row = views.owned(s, PaymentRow, caller.provider_id, payment_id)
@@ -327,7 +336,9 @@ def get_payment(payment_id: str, caller: CallerDep) -> dict[str, Any]:
 # -- disputes -----------------------------------------------------------------------------------------
 
 
-@router.get("/disputes", tags=["disputes"], summary="List disputed invoices")
+@router.get(
+    "/disputes", tags=["disputes"], summary="List disputed invoices", response_model=responses.DisputePage
+)
 def list_disputes(
     caller: CallerDep,
     limit: Limit = views.DEFAULT_LIMIT,
@@ -345,19 +356,23 @@ def list_disputes(
     "/disputes/{invoice_id}",
     tags=["disputes"],
     summary="Set an invoice's disputed amount",
-    responses=NOT_FOUND,
+    response_model=responses.Dispute,
+    responses=responses.problems(404, 409, 413),
 )
 def put_dispute(invoice_id: str, body: schemas.DisputeIn, caller: CallerDep) -> dict[str, Any]:
     with caller.inputs() as inputs:
-        row = views.owned(inputs.session, InvoiceRow, caller.provider_id, invoice_id)
-        if row is None:
-            raise not_found("invoice", invoice_id)
-        inputs.set_dispute(invoice_id, body.amount)
+        row = records.put_dispute(inputs, invoice_id, body)
         inputs.settle()
         return views.dispute_view(row, tenant(inputs.session, caller))
 
 
-@router.get("/disputes/{invoice_id}", tags=["disputes"], summary="An invoice's dispute", responses=NOT_FOUND)
+@router.get(
+    "/disputes/{invoice_id}",
+    tags=["disputes"],
+    summary="An invoice's dispute",
+    response_model=responses.Dispute,
+    responses=NOT_FOUND,
+)
 def get_dispute(invoice_id: str, caller: CallerDep) -> dict[str, Any]:
     with caller.read() as s:
         row = views.owned(s, InvoiceRow, caller.provider_id, invoice_id)
@@ -369,7 +384,7 @@ def get_dispute(invoice_id: str, caller: CallerDep) -> dict[str, Any]:
 # -- payment plans and complaint cases ------------------------------------------------------------------
 
 
-@router.get("/plans", tags=["plans"], summary="List payment plans")
+@router.get("/plans", tags=["plans"], summary="List payment plans", response_model=responses.PlanPage)
 def list_plans(
     caller: CallerDep,
     limit: Limit = views.DEFAULT_LIMIT,
@@ -382,22 +397,27 @@ def list_plans(
         return _listing(s, stmt, PlanRow.id, limit, cursor, views.plan_view)
 
 
-@router.put("/plans/{plan_id}", tags=["plans"], summary="Create or update a payment plan")
+@router.put(
+    "/plans/{plan_id}",
+    tags=["plans"],
+    summary="Create or update a payment plan",
+    response_model=responses.Plan,
+    responses=responses.problems(409, 413),
+)
 def put_plan(plan_id: str, body: schemas.PlanIn, caller: CallerDep) -> dict[str, Any]:
-    _same_id(body, plan_id)
     with caller.inputs() as inputs:
-        inputs.put_plan({**body.data(), "id": plan_id})
+        row = records.put_plan(inputs, plan_id, body)
         inputs.settle()
-        return _plan(inputs, plan_id)
+        return views.with_accounts(inputs.session, [row], views.plan_view)[0]
 
 
-def _plan(inputs: Inputs, plan_id: str) -> dict[str, Any]:
-    row = views.owned(inputs.session, PlanRow, inputs.provider.id, plan_id)
-    assert row is not None
-    return views.with_accounts(inputs.session, [row], views.plan_view)[0]
-
-
-@router.get("/plans/{plan_id}", tags=["plans"], summary="A payment plan", responses=NOT_FOUND)
+@router.get(
+    "/plans/{plan_id}",
+    tags=["plans"],
+    summary="A payment plan",
+    response_model=responses.Plan,
+    responses=NOT_FOUND,
+)
 def get_plan(plan_id: str, caller: CallerDep) -> dict[str, Any]:
     with caller.read() as s:
         row = views.owned(s, PlanRow, caller.provider_id, plan_id)
@@ -406,7 +426,7 @@ def get_plan(plan_id: str, caller: CallerDep) -> dict[str, Any]:
         return views.with_accounts(s, [row], views.plan_view)[0]
 
 
-@router.get("/cases", tags=["cases"], summary="List complaint cases")
+@router.get("/cases", tags=["cases"], summary="List complaint cases", response_model=responses.CasePage)
 def list_cases(
     caller: CallerDep,
     limit: Limit = views.DEFAULT_LIMIT,
@@ -419,18 +439,27 @@ def list_cases(
         return _listing(s, stmt, CaseRow.id, limit, cursor, views.case_view)
 
 
-@router.put("/cases/{case_id}", tags=["cases"], summary="Create or update a complaint case")
+@router.put(
+    "/cases/{case_id}",
+    tags=["cases"],
+    summary="Create or update a complaint case",
+    response_model=responses.Case,
+    responses=responses.problems(409, 413),
+)
 def put_case(case_id: str, body: schemas.CaseIn, caller: CallerDep) -> dict[str, Any]:
-    _same_id(body, case_id)
     with caller.inputs() as inputs:
-        inputs.put_case({**body.data(), "id": case_id})
+        row = records.put_case(inputs, case_id, body)
         inputs.settle()
-        row = views.owned(inputs.session, CaseRow, caller.provider_id, case_id)
-        assert row is not None
         return views.with_accounts(inputs.session, [row], views.case_view)[0]
 
 
-@router.get("/cases/{case_id}", tags=["cases"], summary="A complaint case", responses=NOT_FOUND)
+@router.get(
+    "/cases/{case_id}",
+    tags=["cases"],
+    summary="A complaint case",
+    response_model=responses.Case,
+    responses=NOT_FOUND,
+)
 def get_case(case_id: str, caller: CallerDep) -> dict[str, Any]:
     with caller.read() as s:
         row = views.owned(s, CaseRow, caller.provider_id, case_id)

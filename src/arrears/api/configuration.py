@@ -16,17 +16,19 @@ from pydantic import Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from arrears.api import schemas, views
+from arrears.api import responses, schemas, views
 from arrears.api.context import Caller, provider_caller
 from arrears.api.problems import Problem, not_found
 from arrears.config import ConfigError, parse_mappings
 from arrears.domain.clock import at_local
 from arrears.domain.events import EventKind
+from arrears.engine.inputs import Inputs
 from arrears.notify import rendering
 from arrears.notify.templates import Rendered, TemplateError, TemplateSource
 from arrears.store.tables import AccountRow, EventMappingRow, ProviderRow, RuleSetRow, TemplateRow
 
 router = APIRouter(
+    dependencies=[Depends(schemas.storable_params)],
     responses={
         401: {"model": Problem, "description": "No valid API key"},
         403: {"model": Problem, "description": "Not a provider's key"},
@@ -38,6 +40,8 @@ CallerDep = Annotated[Caller, Depends(provider_caller)]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": Problem, "description": "No such record (of this provider)"}
 }
+# What any write may also answer: a concurrent write won (409), a body over the limit (413).
+WRITE = responses.problems(409, 413)
 RULE_SET_EXAMPLE = {
     "min_overdue_amount": "50.00",
     "min_overdue_days": 14,
@@ -80,6 +84,40 @@ def _effective_at(raw: Any, t: views.Tenant, now: datetime) -> datetime:
     if value.tzinfo is None:
         return at_local(value.date(), value.time(), t.tz)
     return value.astimezone(UTC)
+
+
+def check_rule_set_name(name: str, body: dict[str, Any]) -> None:
+    if body.get("name", name) != name:
+        raise ConfigError("rule_set.name", f"{body['name']!r} is not the name in the path ({name!r})")
+
+
+def rule_set_input(
+    name: str, body: dict[str, Any], t: views.Tenant, now: datetime
+) -> tuple[dict[str, Any], datetime]:
+    """A rule set version as `put_rule_set` takes it: the body with its name, and its instant."""
+    check_rule_set_name(name, body)
+    return {**body, "name": name}, _effective_at(body.get("effective_at"), t, now)
+
+
+def add_rule_set_version(
+    inputs: Inputs, t: views.Tenant, name: str, body: dict[str, Any], now: datetime
+) -> RuleSetRow:
+    """Append a version of rule set `name` (the API's PUT and the console's editor)."""
+    raw, effective = rule_set_input(name, body, t, now)
+    row = inputs.put_rule_set(raw, effective, prefix="rule_set")
+    inputs.session.flush()
+    inputs.settle()
+    return row
+
+
+def set_event_mappings(inputs: Inputs, event: str, body: Any, now: datetime) -> ProviderRow:
+    """Replace an event's mappings (the API's PUT and the console's Events page)."""
+    provider = inputs.session.get_one(ProviderRow, inputs.provider.id)
+    parsed = parse_mappings({event: body}, sms=provider.sms, since=now, prefix="events")
+    inputs.put_mappings(parsed)
+    inputs.session.flush()
+    inputs.settle()
+    return provider
 
 
 def _rule_set_view(row: RuleSetRow, t: views.Tenant) -> dict[str, Any]:
@@ -160,7 +198,13 @@ def _account(session: Session, caller: Caller, ext_id: str) -> AccountRow:
 # -- rule sets ------------------------------------------------------------------------------------
 
 
-@router.put("/rule-sets/{name}", tags=["rule sets"], summary="Add a new version of a rule set")
+@router.put(
+    "/rule-sets/{name}",
+    tags=["rule sets"],
+    summary="Add a new version of a rule set",
+    response_model=responses.RuleSetVersion,
+    responses=WRITE,
+)
 def put_rule_set(
     name: str,
     caller: CallerDep,
@@ -168,18 +212,19 @@ def put_rule_set(
 ) -> dict[str, Any]:
     """Every PUT appends a version (versions are never edited), in force from `effective_at`
     (default: now). Every account of the provider is looked at again by the worker's next pass."""
-    if body.get("name", name) != name:
-        raise ConfigError("rule_set.name", f"{body['name']!r} is not the name in the path ({name!r})")
+    check_rule_set_name(name, body)
     with caller.inputs() as inputs:
         t = _tenant(inputs.session, caller)
-        effective = _effective_at(body.get("effective_at"), t, caller.now)
-        row = inputs.put_rule_set({**body, "name": name}, effective, prefix="rule_set")
-        inputs.session.flush()
-        inputs.settle()
+        row = add_rule_set_version(inputs, t, name, body, caller.now)
         return _rule_set_view(row, t)
 
 
-@router.get("/rule-sets", tags=["rule sets"], summary="Rule sets, each with its latest version")
+@router.get(
+    "/rule-sets",
+    tags=["rule sets"],
+    summary="Rule sets, each with its latest version",
+    response_model=responses.RuleSetList,
+)
 def list_rule_sets(caller: CallerDep) -> dict[str, Any]:
     with caller.read() as s:
         t = _tenant(s, caller)
@@ -199,7 +244,11 @@ def list_rule_sets(caller: CallerDep) -> dict[str, Any]:
 
 
 @router.get(
-    "/rule-sets/{name}", tags=["rule sets"], summary="Every version of a rule set", responses=NOT_FOUND
+    "/rule-sets/{name}",
+    tags=["rule sets"],
+    summary="Every version of a rule set",
+    response_model=responses.RuleSetVersions,
+    responses=NOT_FOUND,
 )
 def get_rule_set(name: str, caller: CallerDep) -> dict[str, Any]:
     with caller.read() as s:
@@ -217,7 +266,13 @@ def get_rule_set(name: str, caller: CallerDep) -> dict[str, Any]:
 # -- event mappings -------------------------------------------------------------------------------
 
 
-@router.put("/event-mappings/{event}", tags=["event mappings"], summary="Set an event's mappings")
+@router.put(
+    "/event-mappings/{event}",
+    tags=["event mappings"],
+    summary="Set an event's mappings",
+    response_model=responses.EventMappings,
+    responses=WRITE,
+)
 def put_event_mappings(
     event: str,
     caller: CallerDep,
@@ -230,16 +285,17 @@ def put_event_mappings(
     `invoice_due`, `invoice_overdue` and `suspension_warning`. Replaces the event's mappings
     (those no longer given are disabled)."""
     with caller.inputs() as inputs:
-        provider = inputs.session.get_one(ProviderRow, caller.provider_id)
-        parsed = parse_mappings({event: body}, sms=provider.sms, since=caller.now, prefix="events")
-        inputs.put_mappings(parsed)
-        inputs.session.flush()
-        inputs.settle()
+        provider = set_event_mappings(inputs, event, body, caller.now)
         t = views.Tenant.of(provider)
         return next(e for e in _mappings(inputs.session, caller.provider_id, t) if e["event"] == event)
 
 
-@router.get("/event-mappings", tags=["event mappings"], summary="Every event with its mappings")
+@router.get(
+    "/event-mappings",
+    tags=["event mappings"],
+    summary="Every event with its mappings",
+    response_model=responses.EventMappingList,
+)
 def list_event_mappings(caller: CallerDep) -> dict[str, Any]:
     with caller.read() as s:
         return {"items": _mappings(s, caller.provider_id, _tenant(s, caller))}
@@ -248,14 +304,25 @@ def list_event_mappings(caller: CallerDep) -> dict[str, Any]:
 # -- templates ------------------------------------------------------------------------------------
 
 
-@router.get("/templates/{event}/{channel}", tags=["templates"], summary="The template in effect")
+@router.get(
+    "/templates/{event}/{channel}",
+    tags=["templates"],
+    summary="The template in effect",
+    response_model=responses.Template,
+)
 def get_template(event: str, channel: str, caller: CallerDep) -> dict[str, Any]:
     """The provider's own template (`own: true`) or arrears' default (`own: false`)."""
     with caller.read() as s:
         return _template_view(s, caller.provider_id, event, channel)
 
 
-@router.put("/templates/{event}/{channel}", tags=["templates"], summary="Save the provider's own template")
+@router.put(
+    "/templates/{event}/{channel}",
+    tags=["templates"],
+    summary="Save the provider's own template",
+    response_model=responses.SavedTemplate,
+    responses=WRITE,
+)
 def put_template(event: str, channel: str, body: TemplateIn, caller: CallerDep) -> dict[str, Any]:
     """Rendered against a sample of the event first: a template that does not render is refused
     (`template.text` etc., with the line). Answers the template and the rendered `sample`."""
@@ -270,7 +337,8 @@ def put_template(event: str, channel: str, body: TemplateIn, caller: CallerDep) 
     "/templates/{event}/{channel}/preview",
     tags=["templates"],
     summary="Render a template",
-    responses=NOT_FOUND,
+    response_model=responses.Preview,
+    responses={**NOT_FOUND, **responses.problems(413)},
 )
 def preview_template(
     event: str,
@@ -300,7 +368,8 @@ def preview_template(
     "/accounts/{account_id}/actions",
     tags=["accounts"],
     summary="Suspend or restore an account by hand",
-    responses=NOT_FOUND,
+    response_model=responses.Account,
+    responses={**NOT_FOUND, **WRITE},
 )
 def account_action(account_id: str, body: ActionIn, caller: CallerDep) -> dict[str, Any]:
     """An operator action (SPEC §6): recorded with its reason in the account's history.

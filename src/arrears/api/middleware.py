@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -20,10 +21,12 @@ log = logging.getLogger("arrears.api")
 class ApiMiddleware:
     """Pure ASGI, so it sees the status of every response, including those of exception handlers."""
 
-    def __init__(self, app: ASGIApp, state: ApiState, max_body: int):
+    def __init__(self, app: ASGIApp, state: ApiState, max_body: int, limits: Mapping[str, int] | None = None):
         self.app = app
         self.state = state
         self.max_body = max_body
+        # Paths allowed a body limit of their own (bulk import takes files larger than any record).
+        self.limits = dict(limits or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -31,12 +34,12 @@ class ApiMiddleware:
             return
         # Shared with `request.state` downstream: the auth dependency leaves the principal here.
         request_state: dict[str, Any] = scope.setdefault("state", {})
+        limit = self.limits.get(scope["path"], self.max_body)
         length = _content_length(scope)
-        if length is not None and length > self.max_body:
-            await _too_large(send, self.max_body)
+        if length is not None and length > limit:
+            await _too_large(send, limit)
             return
         seen = 0
-        limit = self.max_body
 
         async def limited_receive() -> Message:
             nonlocal seen

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -89,6 +90,21 @@ def body_prefix(request: Request) -> str:
     return str(getattr(model, "resource", "") or "body")
 
 
+def error_message(err: Mapping[str, Any]) -> str:
+    """A pydantic error as the API's problems word it (the bulk import's report too)."""
+    value = err.get("input")
+    if err.get("type") == "string_type" and isinstance(value, float | int) and not isinstance(value, bool):
+        # Money: a float cannot say 0.10 exactly, so amounts are strings.
+        return f'{value!r} must be a string such as "12.50", not a number'
+    if err.get("type") == "missing":
+        return "is required"
+    if err.get("type") == "value_error" and "error" in err.get("ctx", {}):
+        return str(err["ctx"]["error"])  # a validator's own words, without "Value error, "
+    if err.get("type") == "extra_forbidden":
+        return "unknown field"
+    return str(err.get("msg", "is invalid"))
+
+
 def _validation_errors(request: Request, exc: RequestValidationError) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     for err in exc.errors():
@@ -101,25 +117,14 @@ def _validation_errors(request: Request, exc: RequestValidationError) -> list[tu
             path = loc_to_path(body_prefix(request), tuple(p for p in rest if isinstance(p, str | int)))
         else:
             path = loc_to_path("", tuple(p for p in rest if isinstance(p, str | int))) or str(where)
-        message = str(err.get("msg", "is invalid"))
-        value = err.get("input")
-        if (
-            err.get("type") == "string_type"
-            and isinstance(value, float | int)
-            and not isinstance(value, bool)
-        ):
-            # Money: a float cannot say 0.10 exactly, so amounts are strings.
-            message = f'{value!r} must be a string such as "12.50", not a number'
-        elif err.get("type") == "missing":
-            message = "is required"
-        elif err.get("type") == "extra_forbidden":
-            message = "unknown field"
+        message = error_message(err)
         out.append((path, message))
     return out
 
 
 def install(app: FastAPI) -> None:
-    """Every error the API answers becomes a problem."""
+    """Every error the API answers becomes a problem, and its schema says so."""
+    _document(app)
 
     @app.exception_handler(ApiProblem)
     async def _api_problem(request: Request, exc: ApiProblem) -> JSONResponse:
@@ -139,6 +144,12 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:
+            # FastAPI could not read the body (bytes that are not UTF-8 text): invalid input as any.
+            where = body_prefix(request)
+            return problem_response(
+                422, f"{where}: is not valid JSON", errors=[(where, "is not valid JSON")], type_=INVALID
+            )
         detail = exc.detail if isinstance(exc.detail, str) else None
         return problem_response(exc.status_code, detail, headers=dict(exc.headers) if exc.headers else None)
 
@@ -152,3 +163,21 @@ def install(app: FastAPI) -> None:
     async def _crash(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return problem_response(500, "internal error; it has been logged")
+
+
+def _document(app: FastAPI) -> None:
+    """Error responses in the OpenAPI schema as they are answered: `application/problem+json`
+    (a route's `responses={404: {"model": Problem}}` alone would say `application/json`)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = build()  # FastAPI builds it once and keeps it; this rewrite is idempotent
+        for path in schema.get("paths", {}).values():
+            for operation in path.values():
+                for status, response in operation.get("responses", {}).items():
+                    content = response.get("content", {})
+                    if status[:1] in "45" and "application/json" in content:
+                        content[MEDIA_TYPE] = content.pop("application/json")
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from arrears.api import auth, schemas, views
+from arrears.api import auth, responses, schemas, views
 from arrears.api.context import Caller, platform_caller, provider_caller
 from arrears.api.problems import CONFLICT, ApiProblem, Problem
 from arrears.config import NOTICE_SETTINGS, ConfigError, check_timezone, parse_notice_settings
@@ -16,6 +16,7 @@ from arrears.engine.inputs import apply_notice_settings, create_provider
 from arrears.store.tables import AccountRow, ProviderRow
 
 router = APIRouter(
+    dependencies=[Depends(schemas.storable_params)],
     responses={
         401: {"model": Problem, "description": "No valid API key"},
         403: {"model": Problem, "description": "The wrong kind of key for this endpoint"},
@@ -40,7 +41,8 @@ def _provider(session: Session, ref: str) -> ProviderRow:
     status_code=201,
     tags=["providers"],
     summary="Create a provider (platform)",
-    responses={409: {"model": Problem, "description": "A provider with this key exists"}},
+    response_model=responses.NewProvider,
+    responses=responses.problems(409, 413, notes={409: "A provider with this key exists"}),
 )
 def post_provider(body: schemas.ProviderIn, caller: Platform) -> dict[str, Any]:
     """A new provider and its first API key (`api_key`, shown only this once)."""
@@ -65,7 +67,12 @@ def post_provider(body: schemas.ProviderIn, caller: Platform) -> dict[str, Any]:
         return {**views.provider_view(row), "api_key": api_key}
 
 
-@router.get("/providers", tags=["providers"], summary="List providers (platform)")
+@router.get(
+    "/providers",
+    tags=["providers"],
+    summary="List providers (platform)",
+    response_model=responses.ProviderPage,
+)
 def list_providers(
     caller: Platform,
     limit: Annotated[int, Query(ge=1, le=views.MAX_LIMIT)] = views.DEFAULT_LIMIT,
@@ -76,7 +83,13 @@ def list_providers(
         return {"items": [views.provider_view(r) for r in rows], "next_cursor": next_cursor}
 
 
-@router.get("/providers/{provider}", tags=["providers"], summary="A provider (platform)", responses=NOT_FOUND)
+@router.get(
+    "/providers/{provider}",
+    tags=["providers"],
+    summary="A provider (platform)",
+    response_model=responses.Provider,
+    responses=NOT_FOUND,
+)
 def get_provider(provider: str, caller: Platform) -> dict[str, Any]:
     """By numeric id or key."""
     with caller.read() as s:
@@ -84,7 +97,11 @@ def get_provider(provider: str, caller: Platform) -> dict[str, Any]:
 
 
 @router.patch(
-    "/providers/{provider}", tags=["providers"], summary="Change a provider (platform)", responses=NOT_FOUND
+    "/providers/{provider}",
+    tags=["providers"],
+    summary="Change a provider (platform)",
+    response_model=responses.Provider,
+    responses={**NOT_FOUND, **responses.problems(413)},
 )
 def patch_provider(provider: str, body: schemas.ProviderPatch, caller: Platform) -> dict[str, Any]:
     """Change the fields given. The key and the currency never change (amounts are stored in it)."""
@@ -131,13 +148,20 @@ def apply_changes(session: Session, row: ProviderRow, data: dict[str, Any], now:
         session.execute(update(AccountRow).where(AccountRow.provider_id == row.id).values(next_wakeup_at=now))
 
 
-@router.get("/provider", tags=["provider"], summary="The calling provider")
+@router.get("/provider", tags=["provider"], summary="The calling provider", response_model=responses.Provider)
 def get_own_provider(caller: ProviderKey) -> dict[str, Any]:
     with caller.read() as s:
         return views.provider_view(s.get_one(ProviderRow, caller.provider_id))
 
 
-@router.post("/provider/keys", status_code=201, tags=["provider"], summary="Create an API key")
+@router.post(
+    "/provider/keys",
+    status_code=201,
+    tags=["provider"],
+    summary="Create an API key",
+    response_model=responses.NewApiKey,
+    responses=responses.problems(413),
+)
 def post_key(body: schemas.KeyIn, caller: ProviderKey) -> dict[str, Any]:
     """A new key of the calling provider; `api_key` is shown only this once."""
     with caller.write(201) as s:
@@ -145,7 +169,7 @@ def post_key(body: schemas.KeyIn, caller: ProviderKey) -> dict[str, Any]:
         return {**views.key_view(row), "api_key": api_key}
 
 
-@router.get("/provider/keys", tags=["provider"], summary="List API keys")
+@router.get("/provider/keys", tags=["provider"], summary="List API keys", response_model=responses.ApiKeyPage)
 def list_keys(caller: ProviderKey) -> dict[str, Any]:
     with caller.read() as s:
         return {
@@ -158,7 +182,8 @@ def list_keys(caller: ProviderKey) -> dict[str, Any]:
     "/provider/keys/{prefix}",
     tags=["provider"],
     summary="Revoke an API key",
-    responses={404: {"model": Problem, "description": "No such key of this provider"}},
+    response_model=responses.ApiKey,
+    responses=responses.problems(404, notes={404: "No such key of this provider"}),
 )
 def revoke_key(prefix: str, caller: ProviderKey) -> dict[str, Any]:
     """Revoked at once (also the key making this call); the key stays listed as revoked."""

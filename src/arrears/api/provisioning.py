@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter, Depends, Path, Query, Request
+from pydantic import Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from arrears.api import responses, schemas, views
 from arrears.api.context import Caller, api_state, provider_caller
-from arrears.api.problems import ApiProblem, Problem, not_found
+from arrears.api.problems import ApiProblem, not_found
 from arrears.config import ConfigError
 from arrears.provisioning import service
 from arrears.provisioning.webhook import SignatureError, callback_from_body, parse_callback
@@ -19,21 +20,23 @@ from arrears.store.tables import ProviderRow, ProvisioningRequestRow, Provisioni
 
 router = APIRouter(
     tags=["provisioning"],
-    responses={
-        401: {"model": Problem, "description": "No valid API key, or a bad callback signature"},
-        422: {"model": Problem, "description": "Invalid input; `errors` names each field"},
-    },
+    dependencies=[Depends(schemas.storable_params)],
+    responses=responses.problems(401, 422, notes={401: "No valid API key, or a bad callback signature"}),
 )
 CallerDep = Annotated[Caller, Depends(provider_caller)]
 
 
-class Settle(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Settle(schemas.Body):
     state: str = Field(default="confirmed", pattern="^(confirmed|failed)$")
     detail: str = Field(default="", max_length=2000)
 
 
-@router.get("/provisioning-requests", summary="Provisioning requests, newest first")
+@router.get(
+    "/provisioning-requests",
+    summary="Provisioning requests, newest first",
+    response_model=responses.ProvisioningRequestList,
+    responses=responses.problems(403, 429),
+)
 def list_requests(
     caller: CallerDep,
     state: Annotated[str | None, Query(description="pending, sent, confirmed, failed or cancelled")] = None,
@@ -52,9 +55,14 @@ def list_requests(
 @router.post(
     "/provisioning-requests/{request_id}/confirm",
     summary="Confirm (or fail) a request the network applied later",
-    responses={404: {"model": Problem, "description": "No such request (of this provider)"}},
+    response_model=responses.Settled,
+    responses=responses.problems(
+        403, 404, 409, 413, 429, notes={409: "The request is not waiting to be settled"}
+    ),
 )
-def confirm(request_id: int, body: Settle, caller: CallerDep) -> dict[str, Any]:
+def confirm(
+    request_id: Annotated[int, Path(ge=1, le=views.MAX_ID)], body: Settle, caller: CallerDep
+) -> dict[str, Any]:
     """For adapters that answered "accepted": the network changed (or will not)."""
     with caller.write() as session:
         try:
@@ -77,7 +85,10 @@ def confirm(request_id: int, body: Settle, caller: CallerDep) -> dict[str, Any]:
 @router.post(
     "/callbacks/provisioning",
     summary="A webhook peer's signed confirmation",
-    responses={404: {"model": Problem, "description": "No such request"}},
+    response_model=responses.CallbackSettled,
+    responses=responses.problems(
+        404, 409, 413, notes={404: "No such request", 409: "The request is not waiting to be settled"}
+    ),
 )
 async def webhook_callback(request: Request) -> dict[str, Any]:
     """Signed like the provisioning webhook itself (`Arrears-Signature`, with the secret of
@@ -91,7 +102,8 @@ async def webhook_callback(request: Request) -> dict[str, Any]:
             unsigned = callback_from_body(body)
         except ValueError as exc:
             raise ApiProblem(422, str(exc)) from None
-        req = session.get(ProvisioningRequestRow, unsigned.request_id)
+        in_range = 1 <= unsigned.request_id <= views.MAX_ID
+        req = session.get(ProvisioningRequestRow, unsigned.request_id) if in_range else None
         if req is None or req.key != unsigned.key:
             raise not_found("provisioning request", str(unsigned.request_id))
         secrets = _webhook_secrets(session, req)

@@ -2,7 +2,8 @@
 
 Each body names itself (`resource`) so a validation error reads `invoice.amount`.
 Fields left out of an upsert are left as they are; the engine's `Inputs` checks
-what a schema cannot (amounts in the provider's currency, known accounts).
+what a schema cannot (amounts in the provider's currency, known accounts). Text the
+database cannot keep is refused here, in bodies and parameters alike (`storable_params`).
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ import re
 from datetime import date, datetime
 from typing import Annotated, Any, ClassVar
 
+from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from arrears.api.problems import INVALID, ApiProblem
 from arrears.config import QuietHoursSpec
 from arrears.domain.model import (
     AccountStatus,
@@ -37,9 +40,42 @@ Instant = Annotated[
 ]
 
 
+def unstorable(text: str) -> str | None:
+    """Why the database cannot keep `text`, or None: PostgreSQL refuses the NUL character (in
+    a value or a comparison alike), and a lone surrogate is no UTF-8 at all."""
+    if "\x00" in text:
+        return "must not contain the NUL character"
+    if not text.isascii():
+        try:
+            text.encode()
+        except UnicodeEncodeError:
+            return "is not valid Unicode text"
+    return None
+
+
+def storable_params(request: Request) -> None:
+    """A router dependency: path and query parameters the database can keep (422 naming the
+    parameter otherwise, rather than an error from the database)."""
+    for name, value in [*request.path_params.items(), *request.query_params.multi_items()]:
+        why = unstorable(str(value))
+        if why is not None:
+            raise ApiProblem(422, f"{name}: {why}", errors=[(name, why)], type_=INVALID)
+
+
+def _storable(value: Any) -> Any:
+    """`unstorable` for a text field of a body, or for each text of a list field."""
+    for text in value if isinstance(value, list) else [value]:
+        if isinstance(text, str) and (why := unstorable(text)) is not None:
+            raise ValueError(why)
+    return value
+
+
 class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
     resource: ClassVar[str] = "body"
+
+    # Every text field of every body, and lists of them (ids, groups); nested bodies check their own.
+    _text = field_validator("*")(_storable)
 
     def data(self) -> dict[str, Any]:
         """The fields the caller sent, as `Inputs` takes them."""

@@ -26,12 +26,18 @@ def rate_limit_from_env() -> RateLimit:
 
 
 def app_from_env(db: Database) -> FastAPI:
-    return create_app(
+    """The API under /api/v1 and the web console at / (arrears.web)."""
+    from arrears.web import install
+
+    app = create_app(
         db,
         platform_key=os.environ.get("ARREARS_PLATFORM_KEY") or None,
         rate_limit=rate_limit_from_env(),
         max_body=int(os.environ.get("ARREARS_API_MAX_BODY", MAX_BODY)),
+        max_import_body=int(os.environ.get("ARREARS_API_MAX_IMPORT_BODY", MAX_IMPORT_BODY)),
     )
+    install(app, db)
+    return app
 
 
 class _Server(uvicorn.Server):

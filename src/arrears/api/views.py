@@ -46,6 +46,9 @@ Owned = TypeVar("Owned", AccountRow, ServiceRow, InvoiceRow, PaymentRow, PlanRow
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 500
+# The largest id an INTEGER column holds on PostgreSQL: a larger one names no row (and must
+# not reach the database, which would refuse the query).
+MAX_ID = 2**31 - 1
 # Provisioning requests still on their way to the network.
 PENDING_STATES = ("pending", "sent")
 
@@ -61,8 +64,8 @@ def owned(session: Session, model: type[Owned], provider_id: int, ext_id: str) -
 
 def find_provider(session: Session, ref: str) -> ProviderRow | None:
     """A provider by its numeric id or its key."""
-    if ref.isdigit():
-        return session.get(ProviderRow, int(ref))
+    if ref.isascii() and ref.isdigit():  # not "²": str.isdigit takes any script's digits
+        return session.get(ProviderRow, int(ref)) if int(ref) <= MAX_ID else None
     return session.scalar(select(ProviderRow).where(ProviderRow.key == ref))
 
 
@@ -79,7 +82,7 @@ def decode_cursor(cursor: str) -> int:
         after = json.loads(raw)["after"]
     except (binascii.Error, ValueError, KeyError, TypeError) as exc:
         raise BadCursor("is not a cursor this API gave out") from exc
-    if not isinstance(after, int):
+    if isinstance(after, bool) or not isinstance(after, int) or not 0 <= after <= MAX_ID:
         raise BadCursor("is not a cursor this API gave out")
     return after
 

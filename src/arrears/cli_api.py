@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from datetime import UTC, datetime
 
 import typer
 from sqlalchemy import inspect, select
 
 from arrears.bootstrap import Settings, database
+from arrears.cli_support import Column, show
 from arrears.store.db import Database
 from arrears.store.tables import ProviderRow
 
@@ -77,22 +76,14 @@ def keys_list(database_url: str | None, *, provider: str | None, as_json: bool) 
         db.dispose()
     if provider is not None:
         items = [i for i in items if i["provider"] == provider]
-    if as_json:
-        json.dump(items, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-        return 0
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="API keys")
-    for column in ("prefix", "provider", "name", "created", "revoked"):
-        table.add_column(column)
-    for i in items:
-        table.add_row(
-            i["prefix"], i["provider"] or "(platform)", i["name"], i["created_at"], i["revoked_at"] or ""
-        )
-    Console().print(table)
-    return 0
+    columns: list[Column] = [
+        ("prefix", "prefix"),
+        ("provider", lambda r: r["provider"] or "(platform)"),
+        ("name", "name"),
+        ("created", "created_at"),
+        ("revoked", "revoked_at"),
+    ]
+    return show(items, "API keys", columns, as_json=as_json)
 
 
 def keys_revoke(database_url: str | None, prefix: str) -> int:

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from datetime import UTC, datetime
 
 from rich.console import Console
-from rich.table import Table
 from sqlalchemy import inspect
 
 from arrears.bootstrap import Settings, database
+from arrears.cli_support import Column, show
 from arrears.config import ConfigError
 from arrears.notify import service
 
@@ -44,27 +43,18 @@ def list_command(
             return 2
     finally:
         db.dispose()
-    if as_json:
-        json.dump(rows, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-        return 0
-    table = Table(title=f"Notifications ({len(rows)}, newest first)")
-    for column in ("id", "account", "event", "channel", "to", "due (UTC)", "state", "attempts", "reason"):
-        table.add_column(column, overflow="fold")
-    for r in rows:
-        table.add_row(
-            str(r["id"]),
-            r["account"],
-            r["event"],
-            r["channel"],
-            r["to"] or "",
-            r["due_at"][:16],
-            r["state"] + (f" ({r['delivery']})" if r["delivery"] else ""),
-            str(r["attempts"]),
-            r["reason"] or "",
-        )
-    Console().print(table)
-    return 0
+    columns: list[Column] = [
+        ("id", "id"),
+        ("account", "account"),
+        ("event", "event"),
+        ("channel", "channel"),
+        ("to", "to"),
+        ("due (UTC)", lambda r: r["due_at"][:16]),
+        ("state", lambda r: r["state"] + (f" ({r['delivery']})" if r["delivery"] else "")),
+        ("attempts", "attempts"),
+        ("reason", "reason"),
+    ]
+    return show(rows, f"Notifications ({len(rows)}, newest first)", columns, as_json=as_json)
 
 
 def change_command(database_url: str | None, action: str, notification_id: int, actor: str) -> int:

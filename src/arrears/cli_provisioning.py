@@ -10,11 +10,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from rich.console import Console
-from rich.table import Table
 from sqlalchemy.orm import Session
 
-from arrears.cli_support import CliError, cli_session, pick_provider
+from arrears.cli_support import CliError, Column, cli_session, pick_provider, show
 from arrears.config import ConfigError
 from arrears.provisioning import service
 from arrears.store.tables import ProvisioningRouteRow
@@ -94,45 +92,23 @@ def route_list(database_url: str | None, provider: str | None, as_json: bool) ->
         return p.key, service.routes(session, p)
 
     key, rows = _in_transaction(database_url, work)
-    if as_json:
-        print(json.dumps(rows, indent=2))
-        return 0
-    table = Table(title=f"Provisioning routes of {key} (no route: the log adapter)")
-    for column in ("service type", "adapter", "settings", "updated"):
-        table.add_column(column)
-    for r in rows:
-        table.add_row(
-            r["service_type"],
-            r["adapter"],
-            ", ".join(r["settings"]),
-            f"{r['updated_at'][:16]} {r['updated_by']}",
-        )
-    Console().print(table)
-    return 0
+    columns: list[Column] = [
+        ("service type", "service_type"),
+        ("adapter", "adapter"),
+        ("settings", lambda r: ", ".join(r["settings"])),
+        ("updated", lambda r: f"{r['updated_at'][:16]} {r['updated_by']}"),
+    ]
+    return show(rows, f"Provisioning routes of {key} (no route: the log adapter)", columns, as_json=as_json)
 
 
 @_exit_2_on_failure
 def requests(database_url: str | None, f: service.RequestFilter, as_json: bool) -> int:
     rows = _in_transaction(database_url, lambda session: service.list_requests(session, f))
-    if as_json:
-        print(json.dumps(rows, indent=2))
-        return 0
-    table = Table(title=f"Provisioning requests ({len(rows)}, newest first)")
-    for column in ("id", "account", "service", "action", "adapter", "state", "attempts", "last error"):
-        table.add_column(column, overflow="fold")
-    for r in rows:
-        table.add_row(
-            str(r["id"]),
-            r["account"],
-            r["service"],
-            r["action"],
-            r["adapter"],
-            r["state"],
-            str(r["attempts"]),
-            r["last_error"] or "",
-        )
-    Console().print(table)
-    return 0
+    columns: list[Column] = [
+        (name, name.replace(" ", "_")) for name in ("id", "account", "service", "action", "adapter", "state")
+    ]
+    columns += [("attempts", "attempts"), ("last error", "last_error")]
+    return show(rows, f"Provisioning requests ({len(rows)}, newest first)", columns, as_json=as_json)
 
 
 @_exit_2_on_failure

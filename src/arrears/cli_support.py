@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+from rich.console import Console
+from rich.table import Table
 from sqlalchemy import inspect, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -63,3 +68,24 @@ def pick_provider(session: Session, key: str | None) -> ProviderRow:
     if row is None:
         raise CliError("--provider", f"no provider {key!r} (known: {', '.join(keys) or 'none'})")
     return row
+
+
+Row = Mapping[str, Any]
+# A column of a listing: its header, and the field it shows or how to show a row's cell.
+Column = tuple[str, str | Callable[[Row], object]]
+
+
+def show(rows: Sequence[Row], title: str, columns: Sequence[Column], *, as_json: bool) -> int:
+    """A listing as JSON (`--json`: the rows as they are) or as a table; 0, the command's exit code."""
+    if as_json:
+        json.dump(list(rows), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    table = Table(title=title)
+    for header, _ in columns:
+        table.add_column(header, overflow="fold")
+    for row in rows:
+        cells = (row[how] if isinstance(how, str) else how(row) for _, how in columns)
+        table.add_row(*("" if cell is None else str(cell) for cell in cells))
+    Console().print(table)
+    return 0

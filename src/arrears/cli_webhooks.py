@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import functools
-import json
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from rich.console import Console
-from rich.table import Table
 from sqlalchemy.orm import Session
 
-from arrears.cli_support import CliError, cli_session, pick_provider
+from arrears.cli_support import CliError, Column, cli_session, pick_provider, show
 from arrears.config import ConfigError
 from arrears.store.tables import WebhookDeliveryRow, WebhookEndpointRow
 from arrears.webhooks import service
@@ -84,23 +81,15 @@ def endpoints(database_url: str | None, provider: str | None, as_json: bool) -> 
         return p.key, [service.endpoint_view(r, tz) for r in service.list_endpoints(session, p.id)]
 
     key, rows = _in_transaction(database_url, work)
-    if as_json:
-        print(json.dumps(rows, indent=2))
-        return 0
-    table = Table(title=f"Webhook endpoints of {key}")
-    for column in ("id", "url", "events", "enabled", "description", "created"):
-        table.add_column(column, overflow="fold")
-    for r in rows:
-        table.add_row(
-            str(r["id"]),
-            r["url"],
-            ", ".join(r["events"]) or "every event",
-            "yes" if r["enabled"] else "no",
-            r["description"],
-            r["created_at"][:16],
-        )
-    Console().print(table)
-    return 0
+    columns: list[Column] = [
+        ("id", "id"),
+        ("url", "url"),
+        ("events", lambda r: ", ".join(r["events"]) or "every event"),
+        ("enabled", lambda r: "yes" if r["enabled"] else "no"),
+        ("description", "description"),
+        ("created", lambda r: r["created_at"][:16]),
+    ]
+    return show(rows, f"Webhook endpoints of {key}", columns, as_json=as_json)
 
 
 @_exit_2_on_failure
@@ -120,24 +109,20 @@ def deliveries(
         return p.key, [service.delivery_view(r, tz) for r in rows]
 
     key, rows = _in_transaction(database_url, work)
-    if as_json:
-        print(json.dumps(rows, indent=2))
-        return 0
-    table = Table(title=f"Webhook deliveries of {key} ({len(rows)}, newest first)")
-    for column in ("id", "endpoint", "event", "type", "status", "attempts", "next attempt", "last answer"):
-        table.add_column(column, overflow="fold")
-    for r in rows:
-        table.add_row(
-            str(r["id"]),
-            str(r["endpoint"]),
-            r["event_id"],
-            r["event_type"],
-            r["status"],
-            str(r["attempts"]),
-            (r["next_attempt_at"] or "")[:19],
-            r["last_error"] or (str(r["response_status"]) if r["response_status"] else ""),
-        )
-    Console().print(table)
+    columns: list[Column] = [
+        ("id", "id"),
+        ("endpoint", "endpoint"),
+        ("event", "event_id"),
+        ("type", "event_type"),
+        ("status", "status"),
+        ("attempts", "attempts"),
+        ("next attempt", lambda r: (r["next_attempt_at"] or "")[:19]),
+        (
+            "last answer",
+            lambda r: r["last_error"] or (str(r["response_status"]) if r["response_status"] else ""),
+        ),
+    ]
+    return show(rows, f"Webhook deliveries of {key} ({len(rows)}, newest first)", columns, as_json=as_json)
     return 0
 
 

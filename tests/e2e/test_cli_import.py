@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -17,15 +14,9 @@ from arrears.store.db import Database
 from arrears.store.migrate import ensure_schema
 from arrears.store.tables import AccountRow, InvoiceRow, PaymentRow
 
+from .command import arrears
+
 NOW = datetime(2026, 4, 1, 0, 0, tzinfo=UTC)
-
-
-def arrears(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "ARREARS_DATABASE_URL"}
-    env["COLUMNS"] = "200"
-    return subprocess.run(
-        [sys.executable, "-m", "arrears", *args], capture_output=True, text=True, timeout=120, env=env
-    )
 
 
 def world(tmp_path: Path) -> str:

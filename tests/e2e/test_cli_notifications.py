@@ -4,10 +4,8 @@ operator sees it through the real command line, and the operator's retry and can
 from __future__ import annotations
 
 import json
-import os
 import random
 import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,20 +24,13 @@ from arrears.store.db import Database
 from arrears.store.tables import HistoryRow
 from peers.smtp_server import RecordingHandler, smtp_server
 
+from .command import arrears
+
 SYDNEY = ZoneInfo("Australia/Sydney")
 START = datetime(2026, 2, 20, 0, 0, tzinfo=SYDNEY).astimezone(UTC)
 # Invoices are due on 2 March: invoice_due goes out 3 days before, invoice_overdue 1 day after, at 09:00.
 DUE_NOTICE_AT = datetime(2026, 2, 27, 9, 0, tzinfo=SYDNEY).astimezone(UTC)
 OVERDUE_NOTICE_AT = datetime(2026, 3, 3, 9, 0, tzinfo=SYDNEY).astimezone(UTC)
-
-
-def arrears(*args: str, columns: int | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("ARREARS_DATABASE_URL", "COLUMNS")}
-    if columns is not None:
-        env["COLUMNS"] = str(columns)  # a terminal this wide (rich folds tables to 80 columns in a pipe)
-    return subprocess.run(
-        [sys.executable, "-m", "arrears", *args], capture_output=True, text=True, timeout=60, env=env
-    )
 
 
 def prepare(db: Database) -> None:

@@ -5,9 +5,6 @@ queue as an operator sees it, and a request waiting for its peer confirmed by ha
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,15 +16,9 @@ from arrears.store.db import Database
 from arrears.store.migrate import ensure_schema
 from arrears.store.tables import NotificationRow, ProvisioningRequestRow
 
+from .command import arrears
+
 NOW = datetime(2026, 4, 1, 0, 0, tzinfo=UTC)
-
-
-def arrears(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "ARREARS_DATABASE_URL"}
-    env["COLUMNS"] = "200"
-    return subprocess.run(
-        [sys.executable, "-m", "arrears", *args], capture_output=True, text=True, timeout=60, env=env
-    )
 
 
 def world(tmp_path: Path) -> tuple[str, Database]:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,19 +17,9 @@ from arrears.engine.inputs import Inputs, create_provider
 from arrears.notify.templates import default_template
 from arrears.store.db import Database
 
+from .command import arrears
+
 START = datetime(2026, 3, 1, 0, 0, tzinfo=ZoneInfo("Australia/Sydney")).astimezone(UTC)
-
-
-def arrears(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "ARREARS_DATABASE_URL"}
-    return subprocess.run(
-        [sys.executable, "-m", "arrears", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-        input=stdin,
-    )
 
 
 def add_provider(

@@ -4,9 +4,6 @@ deliveries of a suspension listed and a failed one retried."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,15 +15,9 @@ from arrears.store.db import Database
 from arrears.store.migrate import ensure_schema
 from arrears.store.tables import ProviderRow, WebhookDeliveryRow
 
+from .command import arrears
+
 NOW = datetime(2026, 4, 1, 0, 0, tzinfo=UTC)
-
-
-def arrears(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "ARREARS_DATABASE_URL"}
-    env["COLUMNS"] = "200"
-    return subprocess.run(
-        [sys.executable, "-m", "arrears", *args], capture_output=True, text=True, timeout=60, env=env
-    )
 
 
 def world(tmp_path: Path) -> tuple[str, Database]:

@@ -38,6 +38,7 @@ from arrears.notify.facts import NoticeData, load_notice_batch, still_true
 from arrears.notify.rendering import render_notice
 from arrears.notify.service import delivery_line
 from arrears.notify.templates import Rendered, TemplateError, TemplateSource
+from arrears.rounds import Counts, instant, until_idle
 from arrears.store.db import Database
 from arrears.store.tables import (
     EventMappingRow,
@@ -66,7 +67,7 @@ class DeliveryPolicy:
 
 
 @dataclass
-class DeliveryReport:
+class DeliveryReport(Counts):
     sent: int = 0
     noted: int = 0  # note-channel notices: written with the decision, marked done here
     retried: int = 0
@@ -75,17 +76,6 @@ class DeliveryReport:
     deferred: int = 0
     requeued: int = 0
     uncertain: int = 0
-
-    def add(self, other: DeliveryReport) -> None:
-        for name in self.__dataclass_fields__:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-
-    @property
-    def handled(self) -> int:
-        return sum(getattr(self, name) for name in self.__dataclass_fields__)
-
-    def as_dict(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
 
 @dataclass(frozen=True)
@@ -142,21 +132,8 @@ class NotificationDispatcher:
         self, now: datetime | None = None, *, should_stop: Callable[[], bool] | None = None
     ) -> DeliveryReport:
         """Rounds until nothing more is due (or `should_stop` says so); `now` or the clock's time."""
-        total = DeliveryReport()
-        total.add(self.reconcile(self._now(now)))
-        while should_stop is None or not should_stop():
-            report = self.round(self._now(now))
-            total.add(report)
-            if report.handled == 0:
-                break
-        return total
-
-    def _now(self, now: datetime | None) -> datetime:
-        if now is not None:
-            return now
-        if self.clock is None:
-            raise ValueError("a dispatcher without a clock needs `now`")
-        return self.clock()
+        total = self.reconcile(instant(now, self.clock))
+        return until_idle(self.round, lambda: instant(now, self.clock), total, should_stop)
 
     def round(self, now: datetime) -> DeliveryReport:
         report = DeliveryReport()
@@ -371,7 +348,7 @@ class NotificationDispatcher:
                         NotificationRow.state == "sending",
                         NotificationRow.claimed_by == self.worker,
                     )
-                    .values(claimed_until=self._now(None if self.clock else now) + self.policy.claim_for)
+                    .values(claimed_until=(self.clock() if self.clock else now) + self.policy.claim_for)
                 )
                 if renewed.rowcount != 1:  # type: ignore[attr-defined]
                     raise RuntimeError(f"notification {committing.notification_id}: claim lost; not sending")

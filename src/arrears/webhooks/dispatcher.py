@@ -47,6 +47,7 @@ from arrears.notify.alerts import raise_alert
 from arrears.provisioning.base import ConfigError
 from arrears.provisioning.registry import resolve_env
 from arrears.provisioning.webhook import SIGNATURE_HEADER, sign
+from arrears.rounds import Counts, instant, until_idle
 from arrears.store.db import Database
 from arrears.store.tables import AccountRow, WebhookDeliveryRow, WebhookEndpointRow
 from arrears.webhooks.service import DISABLED, fail_pending
@@ -89,22 +90,16 @@ class WebhookPolicy:
 
 
 @dataclass
-class WebhookReport:
+class WebhookReport(Counts):
     delivered: int = 0
     retried: int = 0
     failed: int = 0
     held: int = 0  # claimed, not posted: the endpoint failed earlier in the run (still due)
 
-    def add(self, other: WebhookReport) -> None:
-        for name in self.__dataclass_fields__:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-
     @property
     def handled(self) -> int:
+        # Held deliveries are still due: a round that only held some has not made progress.
         return self.delivered + self.retried + self.failed
-
-    def as_dict(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
 
 @dataclass(frozen=True)
@@ -167,20 +162,7 @@ class WebhookDispatcher:
     ) -> WebhookReport:
         """Rounds until nothing more is due (or `should_stop` says so); `now` or the clock's time."""
         self._resting = set()
-        total = WebhookReport()
-        while should_stop is None or not should_stop():
-            report = self.round(self._now(now))
-            total.add(report)
-            if report.handled == 0:
-                break
-        return total
-
-    def _now(self, now: datetime | None) -> datetime:
-        if now is not None:
-            return now
-        if self.clock is None:
-            raise ValueError("a dispatcher without a clock needs `now`")
-        return self.clock()
+        return until_idle(self.round, lambda: instant(now, self.clock), WebhookReport(), should_stop)
 
     def round(self, now: datetime) -> WebhookReport:
         report = WebhookReport()
@@ -293,7 +275,7 @@ class WebhookDispatcher:
             return _Answer(None, item.secret_error)
         headers = {
             "Content-Type": "application/json",
-            SIGNATURE_HEADER: sign(item.body, item.secret, self._now(None) if self.clock else now),
+            SIGNATURE_HEADER: sign(item.body, item.secret, self.clock() if self.clock else now),
             EVENT_ID_HEADER: item.event_id,
             EVENT_TYPE_HEADER: item.event_type,
             ATTEMPT_HEADER: str(item.attempt),

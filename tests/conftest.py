@@ -104,6 +104,16 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_line(
             f"Set ARREARS_TEST_POSTGRES_URL (now {POSTGRES_URL}) to run them; CI (.ci/run) always does."
         )
+    browser = [
+        r for r in terminalreporter.stats.get("skipped", []) if "browser tests skipped" in str(r.longrepr)
+    ]
+    if browser:
+        terminalreporter.write_sep(
+            "!", f"browser tests skipped: chromium not installed ({len(browser)} tests)"
+        )
+        terminalreporter.write_line(
+            "Install Debian's chromium (apt-get install chromium) to run them; CI (.ci/run) does."
+        )
 
 
 @pytest.fixture

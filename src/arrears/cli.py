@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -368,6 +369,28 @@ def run(
     raise typer.Exit(run_all(Settings.from_env(database_url), host, port, interval))
 
 
+@app.command("import")
+def import_(
+    path: Annotated[Path, typer.Argument(help="A .jsonl file (each line names its type) or a .csv file")],
+    provider: Annotated[
+        str | None, typer.Option(help="The provider's key (needed when there are several)")
+    ] = None,
+    kind: Annotated[
+        str | None, typer.Option("--type", help="The kind of record every CSV row is (invoice, payment, ...)")
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Import billing records in bulk, each line as its API `PUT` would be (see docs/api.md).
+
+    Good lines are kept; refused ones are listed with the field at fault. Exits 1
+    when some lines were refused.
+    """
+    from arrears.cli_import import import_file
+
+    raise typer.Exit(import_file(database_url, path, provider, kind, json_out))
+
+
 keys_app = typer.Typer(no_args_is_help=True, help="API keys: create (printed once), list, revoke.")
 app.add_typer(keys_app, name="keys")
 
@@ -408,6 +431,64 @@ def keys_revoke(
     from arrears.cli_api import keys_revoke as revoke
 
     raise typer.Exit(revoke(database_url, prefix))
+
+
+users_app = typer.Typer(no_args_is_help=True, help="Web console users: create, list, disable.")
+app.add_typer(users_app, name="users")
+
+
+@users_app.command("create")
+def users_create(
+    username: Annotated[str, typer.Argument(help="The name they sign in with")],
+    provider: Annotated[
+        str | None, typer.Option("--provider", help="A user of this provider (its key)")
+    ] = None,
+    platform: Annotated[
+        bool, typer.Option("--platform", help="A platform user, who picks the provider to look at")
+    ] = False,
+    role: Annotated[
+        str, typer.Option(help="viewer (reads), operator (acts) or admin (also configures)")
+    ] = "viewer",
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input (one line)")
+    ] = False,
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Create a console user; the password is asked for (or read with --password-stdin) and stored hashed."""
+    from arrears.cli_users import create_command
+
+    raise typer.Exit(
+        create_command(
+            database_url,
+            username,
+            provider=provider,
+            platform=platform,
+            role=role,
+            password_stdin=password_stdin,
+        )
+    )
+
+
+@users_app.command("list")
+def users_list(
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")] = False,
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Every console user with their provider, role and whether they are disabled."""
+    from arrears.cli_users import list_command
+
+    raise typer.Exit(list_command(database_url, as_json=json_out))
+
+
+@users_app.command("disable")
+def users_disable(
+    username: Annotated[str, typer.Argument(help="The user to disable")],
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Disable a user at once: they cannot sign in, and their open sessions end."""
+    from arrears.cli_users import disable_command
+
+    raise typer.Exit(disable_command(database_url, username))
 
 
 def _safe_url(url: str) -> str:
@@ -505,6 +586,70 @@ def provisioning_fail(
     from arrears.cli_provisioning import settle
 
     raise typer.Exit(settle(database_url, request_id, "failed", reason, actor))
+
+
+webhooks_app = typer.Typer(
+    no_args_is_help=True, help="Webhooks: endpoints for state-change events, deliveries."
+)
+app.add_typer(webhooks_app, name="webhooks")
+
+
+@webhooks_app.command("add")
+def webhooks_add(
+    url: Annotated[str, typer.Option(help="The http:// or https:// address events are posted to")],
+    event: Annotated[
+        list[str] | None, typer.Option(help="An event type to send (repeat it; none: every event)")
+    ] = None,
+    secret: Annotated[
+        str | None, typer.Option(help="The signing secret, or env:NAME (omitted: generated, printed once)")
+    ] = None,
+    description: Annotated[str, typer.Option(help="What it is for")] = "",
+    provider: ProviderOpt = None,
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Register a webhook endpoint of a provider."""
+    from arrears.cli_webhooks import add
+
+    raise typer.Exit(add(database_url, provider, url, secret, event or [], description))
+
+
+@webhooks_app.command("list")
+def webhooks_list(
+    provider: ProviderOpt = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")] = False,
+    database_url: DatabaseOpt = None,
+) -> None:
+    """A provider's webhook endpoints (never their secrets)."""
+    from arrears.cli_webhooks import endpoints
+
+    raise typer.Exit(endpoints(database_url, provider, json_out))
+
+
+@webhooks_app.command("deliveries")
+def webhooks_deliveries(
+    provider: ProviderOpt = None,
+    endpoint: Annotated[int | None, typer.Option(help="Only this endpoint's")] = None,
+    status: Annotated[str | None, typer.Option(help="pending, delivered or failed")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many, newest first")] = 100,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")] = False,
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Webhook deliveries, newest first, with their status, attempts and last answer."""
+    from arrears.cli_webhooks import deliveries
+
+    raise typer.Exit(deliveries(database_url, provider, endpoint, status, limit, json_out))
+
+
+@webhooks_app.command("retry")
+def webhooks_retry(
+    delivery_id: Annotated[int, typer.Argument(help="The delivery's id")],
+    provider: ProviderOpt = None,
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Send a failed delivery again (same event id) at the worker's next round."""
+    from arrears.cli_webhooks import retry
+
+    raise typer.Exit(retry(database_url, provider, delivery_id))
 
 
 def main() -> None:

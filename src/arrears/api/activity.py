@@ -7,25 +7,25 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from arrears.api import views
+from arrears.api import responses, schemas, views
 from arrears.api.context import Caller, provider_caller
-from arrears.api.problems import ApiProblem, Problem
+from arrears.api.problems import ApiProblem
 from arrears.config import ConfigError
 from arrears.domain.clock import parse_local
 from arrears.notify import service as notices
 from arrears.store.tables import AccountRow, ProviderRow
 
 router = APIRouter(
-    responses={
-        401: {"model": Problem, "description": "No valid API key"},
-        422: {"model": Problem, "description": "Invalid input; `errors` names each field"},
-    },
+    dependencies=[Depends(schemas.storable_params)], responses=responses.problems(401, 403, 422, 429)
 )
 CallerDep = Annotated[Caller, Depends(provider_caller)]
 
 
-@router.get("/forecast", tags=["forecast"], summary="Who will be suspended when")
+@router.get(
+    "/forecast", tags=["forecast"], summary="Who will be suspended when", response_model=responses.Forecast
+)
 def forecast(
     caller: CallerDep,
     until: Annotated[str, Query(description="ISO instant (provider-local without an offset)")],
@@ -45,31 +45,38 @@ def forecast(
             raise ApiProblem(
                 422, "not an ISO 8601 instant", errors=[("until", f"{until!r} is not an instant")]
             ) from None
-        rows = s.execute(
-            select(AccountRow.ext_id, AccountRow.projected_suspension, AccountRow.stage, AccountRow.status)
-            .where(
-                AccountRow.provider_id == caller.provider_id,
-                AccountRow.projected_suspension.is_not(None),
-                AccountRow.projected_suspension <= end,
-            )
-            .order_by(AccountRow.projected_suspension, AccountRow.ext_id)
-            .limit(limit)
-        ).all()
-        return {
-            "until": views.instant(end, t.tz),
-            "items": [
-                {
-                    "account": ext_id,
-                    "projected_suspension": views.instant(at, t.tz),
-                    "status": status,
-                    "stage": stage,
-                }
-                for ext_id, at, stage, status in rows
-            ],
+        return {"until": views.instant(end, t.tz), "items": forecast_items(s, t, end, limit)}
+
+
+def forecast_items(session: Session, t: views.Tenant, end: datetime, limit: int) -> list[dict[str, Any]]:
+    """The provider's accounts projected to be suspended by `end`, soonest first (the console's too)."""
+    rows = session.execute(
+        select(AccountRow.ext_id, AccountRow.projected_suspension, AccountRow.stage, AccountRow.status)
+        .where(
+            AccountRow.provider_id == t.id,
+            AccountRow.projected_suspension.is_not(None),
+            AccountRow.projected_suspension <= end,
+        )
+        .order_by(AccountRow.projected_suspension, AccountRow.ext_id)
+        .limit(limit)
+    ).all()
+    return [
+        {
+            "account": ext_id,
+            "projected_suspension": views.instant(at, t.tz),
+            "status": status,
+            "stage": stage,
         }
+        for ext_id, at, stage, status in rows
+    ]
 
 
-@router.get("/notifications", tags=["notifications"], summary="Notifications, newest first")
+@router.get(
+    "/notifications",
+    tags=["notifications"],
+    summary="Notifications, newest first",
+    response_model=responses.NotificationList,
+)
 def list_notifications(
     caller: CallerDep,
     account: Annotated[str | None, Query(description="Only this account's")] = None,

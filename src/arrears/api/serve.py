@@ -13,6 +13,7 @@ from fastapi import FastAPI
 
 from arrears.api.app import MAX_BODY, create_app
 from arrears.api.auth import RateLimit
+from arrears.api.imports import MAX_IMPORT_BODY
 from arrears.store.db import Database
 
 

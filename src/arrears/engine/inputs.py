@@ -492,7 +492,7 @@ class Inputs:
         )
 
     def change_group(
-        self, account_id: str, add: str | None, remove: str | None, field: str = "group"
+        self, account_id: str, add: str | None, remove: str | None, field: str = "group", reason: str = ""
     ) -> None:
         row = self.account(account_id, f"{field}.account")
         groups = {g.name for g in self.session.scalars(select(GroupRow).where(GroupRow.account_id == row.id))}
@@ -501,7 +501,7 @@ class Inputs:
         if remove:
             groups.discard(remove)
         self._set_groups(row, groups)
-        self._operator(row, "group", "", add=add, remove=remove)
+        self._operator(row, "group", reason, add=add, remove=remove)
 
     def manual(self, account_id: str, action: str, reason: str = "", field: str = "manual") -> None:
         """An operator suspends or restores an account by hand (SPEC §6, operator actions)."""

@@ -148,6 +148,8 @@ def test_omit_flag_and_groups(console: Console) -> None:
     page = c.get(f"/accounts/{OVERDUE}").text
     assert "set until 2026-03-31: hardship review" in page
     assert "omit flag" in page.lower() and "Clear omit flag" in page
+    # What holds the account back, in words rather than the code `omit_flag`.
+    assert "<dt>Held back by</dt><dd>the omit flag</dd>" in page
     r = c.post(
         f"/accounts/{OVERDUE}/flag", data={"omit": "set", "until": "31/03", "reason": "x", "csrf_token": csrf}
     )

@@ -29,7 +29,7 @@ from arrears.domain.money import fmt
 from arrears.domain.rules import RuleSet
 from arrears.store.repository import StoredAccount, load_provider, load_snapshots
 from arrears.store.tables import AccountRow, RuleSetRow
-from arrears.web.context import AdminForm, Page, ViewerPage, is_htmx, see_other
+from arrears.web.context import AdminForm, Page, ViewerPage, exclusion, is_htmx, see_other
 
 router = APIRouter()
 SIDE_BY_SIDE = 4  # versions of a rule set shown next to each other
@@ -230,7 +230,7 @@ def _outcome(stored: StoredAccount, ev: Evaluation, tz: ZoneInfo) -> str:
     if stored.episode_stage:
         return f"stays at stage {stored.episode_stage}"
     if ev.target is not None and ev.exclusions:
-        return "held back: " + ", ".join(ev.exclusions)
+        return "held back by " + ", ".join(exclusion(code) for code in ev.exclusions)
     if ev.projected is not None:
         return f"suspension projected {_when(ev.projected, tz)}"
     return "nothing to do"

@@ -105,6 +105,23 @@ def _words(value: str | None) -> str:
     return (value or "").replace("_", " ")
 
 
+# What holds an account back (domain.exclusions.CODES), as an operator reads it.
+EXCLUSIONS = {
+    "not_active": "account not active (inactive, or suspended by hand)",
+    "excluded_group": "an excluded group",
+    "omit_flag": "the omit flag",
+    "payment_plan": "a payment plan",
+    "dispute": "a disputed invoice",
+    "complaint_case": "an open complaint case",
+    "unallocated_payment": "an unallocated payment",
+    "resuspend_grace": "the grace period after a restore by hand",
+}
+
+
+def exclusion(code: str) -> str:
+    return EXCLUSIONS.get(code, _words(code))
+
+
 def make_templates() -> Environment:
     env = Environment(
         loader=PackageLoader("arrears.web", "templates"),
@@ -113,6 +130,7 @@ def make_templates() -> Environment:
         lstrip_blocks=True,
     )
     env.filters["words"] = _words
+    env.filters["exclusion"] = exclusion
     env.filters["urlpart"] = lambda v: quote(str(v), safe="")
     return env
 

@@ -57,6 +57,25 @@ def test_a_wrong_password_or_unknown_user_gets_the_same_answer(console: Console)
     assert c.get("/").status_code == 303  # still signed out
 
 
+def test_guessing_a_password_is_slowed_down(console: Console) -> None:
+    c = console.client()
+
+    def sign_in(username: str, password: str) -> httpx.Response:
+        form = c.get("/login")
+        data = {"username": username, "password": password, "csrf_token": hidden(form.text, "csrf_token")}
+        return c.post("/login", data=data)
+
+    for _ in range(10):
+        assert sign_in("olivia", "a guess").status_code == 401
+    # The eleventh try is refused before the password is looked at, even the right one.
+    r = sign_in("Olivia", PASSWORD)
+    assert r.status_code == 429 and "Too many sign-in attempts: try again in 1 min." in r.text
+    assert "arrears_session" not in r.headers.get("set-cookie", "")
+    # Another person is not held up by it: the tight limit is per username (per address it is looser).
+    _, csrf = console.signed_in("vera")
+    assert csrf
+
+
 def test_sign_in_without_its_form_token_is_refused(console: Console) -> None:
     c = console.client()
     r = c.post("/login", data={"username": "olivia", "password": PASSWORD})

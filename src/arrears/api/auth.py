@@ -14,7 +14,7 @@ import math
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -163,19 +163,19 @@ class RateLimit:
 class RateLimiter:
     limit: RateLimit
     clock: Callable[[], float] = time.monotonic
-    _buckets: dict[int, tuple[float, float]] = field(default_factory=dict)  # key id -> (tokens, at)
+    _buckets: dict[Hashable, tuple[float, float]] = field(default_factory=dict)  # key -> (tokens, at)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def take(self, key_id: int) -> float | None:
+    def take(self, key: Hashable) -> float | None:
         """None when the request may go ahead, else the seconds until it may."""
         now = self.clock()
         with self._lock:
-            tokens, at = self._buckets.get(key_id, (float(self.limit.burst), now))
+            tokens, at = self._buckets.get(key, (float(self.limit.burst), now))
             tokens = min(float(self.limit.burst), tokens + (now - at) * self.limit.per_second)
             if tokens >= 1.0:
-                self._buckets[key_id] = (tokens - 1.0, now)
+                self._buckets[key] = (tokens - 1.0, now)
                 return None
-            self._buckets[key_id] = (tokens, now)
+            self._buckets[key] = (tokens, now)
             if self.limit.per_second <= 0:
                 return 3600.0
             return (1.0 - tokens) / self.limit.per_second

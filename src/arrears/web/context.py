@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
@@ -20,6 +20,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 from sqlalchemy.orm import Session
 
+from arrears.api.auth import RateLimit, RateLimiter
 from arrears.api.views import Tenant
 from arrears.engine.inputs import Inputs
 from arrears.store.db import Database
@@ -62,6 +63,10 @@ class ConsoleError(Exception):
         self.message = message
 
 
+SIGN_INS_PER_USER = RateLimit(per_second=1 / 60, burst=10)  # then one a minute
+SIGN_INS_PER_CLIENT = RateLimit(per_second=1 / 10, burst=30)
+
+
 @dataclass
 class ConsoleState:
     """One console's configuration (kept on `app.state.console`)."""
@@ -69,6 +74,9 @@ class ConsoleState:
     db: Database
     clock: Callable[[], datetime]
     templates: Environment
+    # Sign-in attempts, per username and per client address: guessing passwords is slow.
+    sign_ins_per_user: RateLimiter = field(default_factory=lambda: RateLimiter(SIGN_INS_PER_USER))
+    sign_ins_per_client: RateLimiter = field(default_factory=lambda: RateLimiter(SIGN_INS_PER_CLIENT))
 
 
 def console_state(request: Request) -> ConsoleState:

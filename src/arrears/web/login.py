@@ -42,13 +42,15 @@ def _set_cookie(response: Response, request: Request, name: str, value: str, max
     )
 
 
-def _login_page(request: Request, next_url: str, error: str | None = None, username: str = "") -> Response:
+def _login_page(
+    request: Request, next_url: str, error: str | None = None, username: str = "", status: int = 401
+) -> Response:
     token = secrets.token_urlsafe(32)
     response = render(
         request,
         "login.html",
         {"title": "Sign in", "login_csrf": token, "next": next_url, "error": error, "username": username},
-        status=401 if error else 200,
+        status=status if error else 200,
     )
     _set_cookie(response, request, LOGIN_CSRF_COOKIE, token, 3600)
     return response
@@ -72,6 +74,15 @@ def login(
         raise ConsoleError(403, "this sign-in form has expired; reload the page and sign in again")
     state = console_state(request)
     now = state.clock()
+    client = request.client.host if request.client is not None else ""
+    wait = state.sign_ins_per_user.take(("user", username.strip().lower())) or state.sign_ins_per_client.take(
+        ("client", client)
+    )
+    if wait is not None:
+        minutes = max(1, round(wait / 60))
+        return _login_page(
+            request, safe_next(next), f"Too many sign-in attempts: try again in {minutes} min.", username, 429
+        )
     with state.db.transaction() as s:
         user = users.authenticate(s, username.strip(), password)
         token = sessions.start(s, user, now) if user is not None else None

@@ -8,7 +8,13 @@ from datetime import timedelta
 import httpx
 from sqlalchemy import select
 
-from arrears.store.tables import AccountRow, NotificationRow, ProvisioningRequestRow
+from arrears.store.tables import (
+    AccountRow,
+    ConsoleSessionRow,
+    ConsoleUserRow,
+    NotificationRow,
+    ProvisioningRequestRow,
+)
 from arrears.web.users import disable_user
 
 from .harness import OVERDUE, PASSWORD, SUSPENDED, Console, hidden
@@ -251,6 +257,16 @@ def test_sessions_expire_when_idle(console: Console) -> None:
     assert c.get("/").status_code == 200
     console.clock.now += timedelta(hours=13)
     assert c.get("/").status_code == 303
+    # A day after it ended, the next sign-in (of anyone) deletes the row.
+    console.clock.now += timedelta(days=1, minutes=1)
+    console.signed_in("vera")
+    with console.db.transaction() as s:
+        users = s.scalars(
+            select(ConsoleUserRow.username).join(
+                ConsoleSessionRow, ConsoleSessionRow.user_id == ConsoleUserRow.id
+            )
+        ).all()
+    assert users == ["vera"]
 
 
 def test_a_platform_user_picks_a_provider(console: Console) -> None:

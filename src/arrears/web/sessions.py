@@ -14,7 +14,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from arrears.store.tables import ConsoleSessionRow, ConsoleUserRow
@@ -24,6 +24,7 @@ IDLE = timedelta(hours=12)
 LIFETIME = timedelta(days=7)
 # A request extends the idle expiry only this long after the last extension: not one write per page.
 TOUCH_EVERY = timedelta(minutes=1)
+KEEP_ENDED = timedelta(days=1)
 
 
 def token_hash(token: str) -> str:
@@ -53,7 +54,12 @@ class SignedIn:
 
 
 def start(session: Session, user: ConsoleUserRow, now: datetime) -> str:
-    """A new session for `user`; returns the token for the cookie (kept nowhere else)."""
+    """A new session for `user`; returns the token for the cookie (kept nowhere else).
+
+    Sessions that ended more than `KEEP_ENDED` ago are deleted here, so the table
+    holds only recent ones without a job of its own.
+    """
+    session.execute(delete(ConsoleSessionRow).where(ConsoleSessionRow.expires_at < now - KEEP_ENDED))
     token = secrets.token_urlsafe(32)
     session.add(
         ConsoleSessionRow(

@@ -16,11 +16,12 @@ they are written, so the two can never disagree.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Table, bindparam, insert, text, update
+from sqlalchemy import JSON, Dialect, Table, bindparam, insert, text, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 from sqlalchemy.sql.schema import ScalarElementColumnDefault
@@ -36,6 +37,7 @@ from arrears.store.tables import (
     ServiceRow,
     WebhookDeliveryRow,
 )
+from arrears.store.types import Money, UTCDateTime
 from arrears.webhooks.events import EVENT_KINDS
 from arrears.webhooks.outbox import Outbox
 
@@ -307,28 +309,50 @@ def _insert(session: Session, table: Table, rows: list[dict[str, Any]], *, ids: 
         for row, new_id in zip(rows, new_ids, strict=True):
             row["id"] = new_id
     names = list(rows[0])
+    # Column by column: each column's conversion is looked up once, and the
+    # values repeated down a column (the instant of the pass, amounts) are
+    # converted once.
+    columns = [_column(table.c[name].type, dialect, [row[name] for row in rows]) for name in names]
     # COPY knows nothing of the columns' Python-side defaults (an INSERT through
     # SQLAlchemy applies them): send the constant ones of the columns left out.
-    defaults = {
-        column.name: column.default.arg
-        for column in table.columns
-        if column.name not in rows[0] and isinstance(column.default, ScalarElementColumnDefault)
-    }
-    if defaults:
-        names += defaults
-        rows = [{**row, **defaults} for row in rows]
-    processors = [table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names]
+    for column in table.columns:
+        if column.name not in rows[0] and isinstance(column.default, ScalarElementColumnDefault):
+            names.append(column.name)
+            columns.append(_column(column.type, dialect, [column.default.arg]) * len(rows))
     raw = conn.connection.driver_connection
     assert raw is not None
     with raw.cursor() as cur, cur.copy(f"COPY {table.name} ({', '.join(names)}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row(
-                [
-                    value if proc is None or value is None else proc(value)
-                    for proc, value in zip(processors, [row[name] for name in names], strict=True)
-                ]
-            )
+        for values in zip(*columns, strict=True):
+            copy.write_row(values)
     return new_ids
+
+
+def _column(type_: Any, dialect: Dialect, values: list[Any]) -> list[Any]:
+    """A column's values as COPY sends them: bound as SQLAlchemy binds them (None stays NULL)."""
+    proc = type_.dialect_impl(dialect).bind_processor(dialect)
+    if proc is None:
+        return values
+    if isinstance(type_, JSON):
+        # What the bind processor's psycopg `Json` wrapper would send: the same
+        # `json.dumps` text, without a wrapper and a dumper lookup per value.
+        return [
+            None if v is None else json.dumps(v) if type(v) is dict or type(v) is list else proc(v)
+            for v in values
+        ]
+    if isinstance(type_, UTCDateTime | Money):
+        # Equal instants (amounts) bind to the same value: convert each once.
+        seen: dict[Any, Any] = {}
+        out: list[Any] = []
+        for v in values:
+            if v is None:
+                out.append(None)
+                continue
+            bound = seen.get(v)
+            if bound is None:
+                bound = seen[v] = proc(v)
+            out.append(bound)
+        return out
+    return [None if v is None else proc(v) for v in values]
 
 
 class Journal:

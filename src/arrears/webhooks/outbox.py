@@ -81,6 +81,9 @@ class Outbox:
         The rows share one payload; its `data.episode` is `episode_id` (the
         journal fills it in later for an episode that has no id yet).
         """
+        if self._endpoints is not None and not self._endpoints:
+            # Known to have no endpoints: the common case, and nothing to work out.
+            return []
         type_ = event_type(kind, data)
         if type_ is None:
             return []

@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 from arrears.provisioning.webhook import DEFAULT_TOLERANCE, SIGNATURE_HEADER, SignatureError, utcnow, verify
-from peers.http_gateway import HttpGateway, Reply, Request, respond
+from peers.http_gateway import HttpGateway, Reply, Request, read_request, respond
 
 __all__ = ["EventReceiver", "Received", "Reply"]
 
@@ -77,16 +76,8 @@ class EventReceiver(HttpGateway):
             return list(self.received)
 
     def _handle(self, handler: BaseHTTPRequestHandler) -> None:
-        length = int(handler.headers.get("Content-Length") or 0)
-        body = handler.rfile.read(length) if length else b""
-        url = urlsplit(handler.path)
-        request = Request(
-            method=handler.command,
-            path=url.path,
-            query=dict(parse_qsl(url.query, keep_blank_values=True)),
-            headers={k.lower(): v for k, v in handler.headers.items()},
-            body=body,
-        )
+        request = read_request(handler)
+        body = request.body
         error = self._check(handler.headers.get(SIGNATURE_HEADER), body)
         if error is None and self.hold:
             time.sleep(self.hold)

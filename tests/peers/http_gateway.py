@@ -108,21 +108,25 @@ class HttpGateway:
         self.close()
 
     def _handle(self, handler: BaseHTTPRequestHandler) -> None:
-        length = int(handler.headers.get("Content-Length") or 0)
-        body = handler.rfile.read(length) if length else b""
-        url = urlsplit(handler.path)
+        request = read_request(handler)
         with self._lock:
-            self.requests.append(
-                Request(
-                    method=handler.command,
-                    path=url.path,
-                    query=dict(parse_qsl(url.query, keep_blank_values=True)),
-                    headers={k.lower(): v for k, v in handler.headers.items()},
-                    body=body,
-                )
-            )
+            self.requests.append(request)
             reply = self._replies.popleft() if self._replies else self.default
         respond(handler, reply)
+
+
+def read_request(handler: BaseHTTPRequestHandler) -> Request:
+    """The request in hand, body read (header names lower-cased)."""
+    length = int(handler.headers.get("Content-Length") or 0)
+    body = handler.rfile.read(length) if length else b""
+    url = urlsplit(handler.path)
+    return Request(
+        method=handler.command,
+        path=url.path,
+        query=dict(parse_qsl(url.query, keep_blank_values=True)),
+        headers={k.lower(): v for k, v in handler.headers.items()},
+        body=body,
+    )
 
 
 def respond(handler: BaseHTTPRequestHandler, reply: Reply) -> bool:

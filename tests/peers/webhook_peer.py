@@ -14,7 +14,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler
-from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
@@ -26,7 +25,7 @@ from arrears.provisioning.webhook import (
     utcnow,
     verify,
 )
-from peers.http_gateway import HttpGateway, Reply, Request, respond
+from peers.http_gateway import HttpGateway, Reply, Request, read_request, respond
 
 __all__ = ["Reply", "Request", "SentCallback", "WebhookPeer"]
 
@@ -69,16 +68,8 @@ class WebhookPeer(HttpGateway):
         super().__init__(default or Reply.json(200, {"id": "net-1"}))
 
     def _handle(self, handler: BaseHTTPRequestHandler) -> None:
-        length = int(handler.headers.get("Content-Length") or 0)
-        body = handler.rfile.read(length) if length else b""
-        url = urlsplit(handler.path)
-        request = Request(
-            method=handler.command,
-            path=url.path,
-            query=dict(parse_qsl(url.query, keep_blank_values=True)),
-            headers={k.lower(): v for k, v in handler.headers.items()},
-            body=body,
-        )
+        request = read_request(handler)
+        body = request.body
         error = self._check(handler.headers.get(SIGNATURE_HEADER), body)
         with self._lock:
             if error is not None:

@@ -315,3 +315,12 @@ def test_the_api_is_unaffected(console: Console) -> None:
     assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")
     css = httpx.get(f"{console.url}/static/console.css")
     assert css.status_code == 200 and "focus-visible" in css.text
+    # Malformed input: a page for the console, a problem for the API.
+    c, csrf = console.signed_in("ada")
+    bad = c.post("/events/invoice_due/first/switch", data={"csrf_token": csrf})
+    assert bad.status_code == 404 and "There is no such page." in bad.text
+    assert bad.headers["content-type"].startswith("text/html")
+    api = httpx.get(f"{console.url}/api/v1/accounts", params={"limit": "many"})
+    assert api.status_code in (401, 422) and api.headers["content-type"].startswith(
+        "application/problem+json"
+    )

@@ -49,6 +49,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -119,6 +120,25 @@ def install(app: FastAPI, db: Database, clock: Callable[[], datetime] = utcnow) 
             "error.html",
             {"title": "Error", "status": exc.status_code, "message": message},
             status=exc.status_code,
+        )
+
+    # A console URL with a malformed part (a non-numeric index, say) is a page that is not
+    # there; other malformed input is named, on a page rather than in JSON.
+    api_invalid = app.exception_handlers.get(RequestValidationError)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        if request.url.path.startswith(API_PREFIX) and api_invalid is not None:
+            answer: Response = await api_invalid(request, exc)  # type: ignore[misc]
+            return answer
+        errors = exc.errors()
+        if any(tuple(e.get("loc", ()))[:1] == ("path",) for e in errors):
+            status, message = 404, "There is no such page."
+        else:
+            where = [".".join(str(p) for p in tuple(e.get("loc", ()))[1:]) for e in errors]
+            status, message = 422, "Not valid: " + ", ".join(w for w in where if w)
+        return render(
+            request, "error.html", {"title": "Error", "status": status, "message": message}, status=status
         )
 
 

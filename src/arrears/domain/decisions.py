@@ -7,9 +7,10 @@ simulation both call it; the engine only carries out what it returns.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from enum import StrEnum
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from arrears.domain.clock import local_date, start_of_day
@@ -22,7 +23,7 @@ from arrears.domain.events import (
     notice_key,
 )
 from arrears.domain.exclusions import exclusions, grace_ends
-from arrears.domain.figures import ZERO, Figures, figures_at, figures_on
+from arrears.domain.figures import ZERO, Figures, figures_of_open
 from arrears.domain.model import AccountSnapshot, Invoice
 from arrears.domain.rules import (
     RESTORING_EXCLUSIONS,
@@ -62,6 +63,37 @@ class ProviderContext:
     _schedules: dict[int, tuple[RuleSet, Schedule]] = field(
         default_factory=dict, init=False, repr=False, compare=False, hash=False
     )
+
+    # The governing rule set by (instant, groups): a pass asks for the same few
+    # pairs for every account. Emptied when it grows (instants move on).
+    _governing: dict[tuple[datetime, frozenset[str]], RuleSet | None] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
+
+    # The local date and the next rule set version of the last instant asked about.
+    _at: dict[datetime, tuple[date, datetime | None]] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
+
+    def at(self, t: datetime) -> tuple[date, datetime | None]:
+        """The local date at `t`, and when the next rule set version takes effect after `t`."""
+        found = self._at.get(t)
+        if found is None:
+            self._at.clear()
+            found = self._at[t] = (local_date(t, self.tz), next_version_instant(self.rule_sets, t))
+        return found
+
+    def governing(self, groups: frozenset[str], t: datetime) -> RuleSet | None:
+        """`rules.governing(self.rule_sets, groups, t)`, remembered."""
+        key = (t, groups)
+        try:
+            return self._governing[key]
+        except KeyError:
+            pass
+        if len(self._governing) >= 1024:
+            self._governing.clear()
+        found = self._governing[key] = governing(self.rule_sets, groups, t)
+        return found
 
     def schedule(self, rules: RuleSet) -> Schedule:
         cached = self._schedules.get(id(rules))
@@ -142,15 +174,37 @@ def first_day(
     (a caller asking about several stages computes each day's figures once).
     """
     open_invoices = [inv for inv in invoices if inv.is_open_at(t)]
+
+    def figures(day: date) -> Figures:
+        return figures_for(day) if figures_for is not None else figures_of_open(open_invoices, day, ZERO)
+
+    return _first_of(_days_to_look_at(open_invoices, today, day_offsets), holds, figures)
+
+
+_ONE_DAY = timedelta(days=1)
+
+
+def _days_to_look_at(open_invoices: Sequence[Invoice], today: date, day_offsets: Sequence[int]) -> list[date]:
+    """The days ≥ today on which the figures of these open invoices may change, in order."""
     if not open_invoices:
-        return None
-    oldest = min(inv.due for inv in open_invoices)
+        return []
+    oldest = open_invoices[0].due
     candidates = {today}
-    candidates.update(inv.due + timedelta(days=1) for inv in open_invoices)
-    candidates.update(oldest + timedelta(days=d + 1) for d in day_offsets)
-    for day in sorted(c for c in candidates if c >= today):
-        fig = figures_for(day) if figures_for is not None else figures_on(open_invoices, t, day, ZERO)
-        if holds(fig):
+    for inv in open_invoices:
+        due = inv.due
+        if due < oldest:
+            oldest = due
+        candidates.add(due + _ONE_DAY)
+    for d in day_offsets:
+        candidates.add(oldest + timedelta(days=d + 1))
+    return sorted(c for c in candidates if c >= today)
+
+
+def _first_of(
+    days: Sequence[date], holds: Callable[[Figures], bool], figures: Callable[[date], Figures]
+) -> date | None:
+    for day in days:
+        if holds(figures(day)):
             return day
     return None
 
@@ -163,12 +217,14 @@ def _wake(wakeups: dict[str, datetime], why: str, at: datetime | None, now: date
 def evaluate(account: AccountSnapshot, ctx: ProviderContext, now: datetime) -> Evaluation:
     """Decide what happens to `account` at `now`, and when to look at it again."""
     tz = ctx.tz
-    today = local_date(now, tz)
-    fig = figures_at(account.invoices, now, tz, account.unallocated)
+    today, next_version = ctx.at(now)
+    # Filtered once: every figure below is of the invoices open at `now`.
+    open_invoices = [inv for inv in account.invoices if inv.is_open_at(now)]
+    fig = figures_of_open(open_invoices, today, account.unallocated)
     wake: dict[str, datetime] = {}
-    notices = _invoice_notices(account, ctx, now, wake)
-    _wake(wake, "rule_set_version", next_version_instant(ctx.rule_sets, now), now)
-    rules = governing(ctx.rule_sets, account.groups, now)
+    notices = _invoice_notices(account, open_invoices, ctx, now, wake)
+    _wake(wake, "rule_set_version", next_version, now)
+    rules = ctx.governing(account.groups, now)
     if rules is None:
         return Evaluation(now, None, fig, notices=tuple(notices), wakeups=wake)
 
@@ -182,22 +238,23 @@ def evaluate(account: AccountSnapshot, ctx: ProviderContext, now: datetime) -> E
         _wake(wake, "omit_flag_end", start_of_day(account.omit.until + timedelta(days=1), tz), now)
     day_offsets = [s.min_overdue_days for s in ladder]
     day_figures: dict[date, Figures] = {}
+    if account.unallocated == ZERO:
+        # Today's figures are `fig`: the same invoices, the same day, nothing unallocated.
+        day_figures[today] = fig
 
     def figures_for(day: date) -> Figures:
         found = day_figures.get(day)
         if found is None:
-            found = day_figures[day] = figures_on(account.invoices, now, day, ZERO)
+            found = day_figures[day] = figures_of_open(open_invoices, day, ZERO)
         return found
+
+    # The same days for every stage (see `first_day`).
+    stage_days = _days_to_look_at(open_invoices, today, day_offsets)
 
     def first_instant(stage: Stage) -> datetime | None:
         """When `stage` (and overdue > k) first holds, if nothing else changes."""
-        day = first_day(
-            account.invoices,
-            now,
-            today,
-            lambda f: stage_holds(rules, stage, f) and f.overdue_balance > k,
-            day_offsets,
-            figures_for,
+        day = _first_of(
+            stage_days, lambda f: stage_holds(rules, stage, f) and f.overdue_balance > k, figures_for
         )
         if day is None:
             return None
@@ -210,7 +267,13 @@ def evaluate(account: AccountSnapshot, ctx: ProviderContext, now: datetime) -> E
     for name, at in stage_due.items():
         _wake(wake, f"stage:{name}", at, now)
 
-    base = Evaluation(now, rules, fig, target, excl, notices=tuple(notices), wakeups=wake)
+    said_notices = tuple(notices)
+
+    def decided(**changes: Any) -> Evaluation:
+        """The evaluation, with what the branch below decided (built once, not copied)."""
+        fields: dict[str, Any] = {"notices": said_notices, "wakeups": wake}
+        fields.update(changes)
+        return Evaluation(now, rules, fig, target, excl, **fields)
 
     if account.episode is not None:
         tgt = rules.stage_index(target.name) if target else -1
@@ -218,35 +281,37 @@ def evaluate(account: AccountSnapshot, ctx: ProviderContext, now: datetime) -> E
         if fig.overdue_balance <= k or releasing:
             reason = "paid" if fig.overdue_balance <= k else releasing[0]
             if ctx.mappings.auto_unsuspend:
-                return replace(base, action=Action.RESTORE, restore_reason=reason)
+                return decided(action=Action.RESTORE, restore_reason=reason)
             # Left in its episode: it must look again when the overdue balance
             # climbs back above k (an invoice falls overdue at a midnight).
-            back = first_day(account.invoices, now, today, lambda f: f.overdue_balance > k)
+            back = _first_of(
+                _days_to_look_at(open_invoices, today, ()), lambda f: f.overdue_balance > k, figures_for
+            )
             if back is not None and back > today:
                 _wake(wake, "overdue_above_threshold", start_of_day(back, tz), now)
             # auto_unsuspend is off: say once what would have happened.
             said = f"restore:{reason}"
             if account.shadow_stage == said:
-                return replace(base, restore_reason=reason, shadow_memory=said)
-            return replace(base, action=Action.WOULD_RESTORE, restore_reason=reason, shadow_memory=said)
+                return decided(restore_reason=reason, shadow_memory=said)
+            return decided(action=Action.WOULD_RESTORE, restore_reason=reason, shadow_memory=said)
         down = max(tgt, 0)  # never below the first stage
         if down < current or current < 0:
             # Down the ladder at once, whatever the windows say.
-            return replace(base, action=Action.DEESCALATE, stage=ladder[down])
+            return decided(action=Action.DEESCALATE, stage=ladder[down])
         if tgt > current and target is not None:
             blocking = tuple(e for e in excl if e != "not_active")
             if blocking:
                 news = blocking if account.excluded_reasons != blocking else None
-                return replace(base, excluded_now=news, excluded_memory=blocking)
+                return decided(excluded_now=news, excluded_memory=blocking)
             if not ctx.mappings.auto_suspend:
                 if schedule.allowed(now) and account.shadow_stage != target.name:
-                    return replace(base, action=Action.WOULD_SUSPEND, stage=target, shadow_memory=target.name)
+                    return decided(action=Action.WOULD_SUSPEND, stage=target, shadow_memory=target.name)
                 _wake(wake, "window", schedule.next_allowed(now), now)
-                return replace(base, shadow_memory=account.shadow_stage)
+                return decided(shadow_memory=account.shadow_stage)
             if schedule.allowed(now):
-                return replace(base, action=Action.ESCALATE, stage=target)
+                return decided(action=Action.ESCALATE, stage=target)
             _wake(wake, "window", schedule.next_allowed(now), now)
-        return base
+        return decided()
 
     # Not in an episode: heading for suspension, held back, or neither.
     # Eligibility: the first instant any stage holds (normally the first stage's).
@@ -260,30 +325,26 @@ def evaluate(account: AccountSnapshot, ctx: ProviderContext, now: datetime) -> E
         if account.excluded_reasons != excl:
             excluded_now = excl
     if excl or eligibility is None:
-        return replace(
-            base, eligibility=eligibility, excluded_now=excluded_now, excluded_memory=excluded_memory
-        )
+        return decided(eligibility=eligibility, excluded_now=excluded_now, excluded_memory=excluded_memory)
 
     if not auto:
         # Shadow mode: say once per path what would have happened, at the instant it would have.
         if conditions and target is not None and schedule.allowed(now):
             if account.shadow_stage != target.name:
-                return replace(
-                    base,
+                return decided(
                     eligibility=eligibility,
                     action=Action.WOULD_SUSPEND,
                     stage=target,
                     shadow_memory=target.name,
                 )
-            return replace(base, eligibility=eligibility, shadow_memory=account.shadow_stage)
+            return decided(eligibility=eligibility, shadow_memory=account.shadow_stage)
         _wake(wake, "window", schedule.next_allowed(max(eligibility, now)), now)
-        return replace(base, eligibility=eligibility, shadow_memory=account.shadow_stage)
+        return decided(eligibility=eligibility, shadow_memory=account.shadow_stage)
 
     projected, warnings = _projection(account, ctx, schedule, max(eligibility, now), now, wake)
     notices.extend(warnings)
     action = Action.ESCALATE if conditions and projected is not None and projected <= now else Action.NONE
-    return replace(
-        base,
+    return decided(
         action=action,
         stage=target if action is Action.ESCALATE else None,
         eligibility=eligibility,
@@ -318,13 +379,13 @@ def _projection(
     due: list[NoticeDue] = []
     if projected is None:
         return None, due
-    path = (account.path_started_at or now).isoformat()
     for m in warnings:
         if m.key in account.warnings_sent:
             continue
         at = projected - timedelta(hours=m.hours_before)
         if at <= now:
             # Never skipped for lateness: a warning whose instant passed goes out at once.
+            path = (account.path_started_at or now).isoformat()
             due.append(NoticeDue(m, notice_key(m, account.id, path), at))
         else:
             _wake(wake, "suspension_warning", at, now)
@@ -332,15 +393,17 @@ def _projection(
 
 
 def _invoice_notices(
-    account: AccountSnapshot, ctx: ProviderContext, now: datetime, wake: dict[str, datetime]
+    account: AccountSnapshot,
+    open_invoices: Sequence[Invoice],
+    ctx: ProviderContext,
+    now: datetime,
+    wake: dict[str, datetime],
 ) -> list[NoticeDue]:
     due: list[NoticeDue] = []
     mappings = ctx.mappings.of(EventKind.INVOICE_DUE) + ctx.mappings.of(EventKind.INVOICE_OVERDUE)
     if not mappings:
         return due
-    for inv in account.invoices:
-        if not inv.is_open_at(now):
-            continue
+    for inv in open_invoices:
         for m in mappings:
             key = notice_key(m, inv.id)
             if key in account.notices_recorded:

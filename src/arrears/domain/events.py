@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
@@ -56,9 +56,16 @@ class Mappings:
     """All of a provider's mappings, with the switches the engine asks about."""
 
     items: tuple[EventMapping, ...] = ()
+    # The enabled mappings by event, found on first use: every decision asks.
+    _of: dict[EventKind, tuple[EventMapping, ...]] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
 
     def of(self, event: EventKind) -> list[EventMapping]:
-        return [m for m in self.items if m.event is event and m.enabled]
+        found = self._of.get(event)
+        if found is None:
+            found = self._of[event] = tuple(m for m in self.items if m.event is event and m.enabled)
+        return list(found)
 
     def enabled(self, event: EventKind) -> bool:
         return bool(self.of(event))

@@ -29,11 +29,18 @@ class Figures:
 
 def figures_on(invoices: Iterable[Invoice], t: datetime, today: date, unallocated: Decimal) -> Figures:
     """Figures with `today` given explicitly, so projections can ask about future days."""
+    return figures_of_open([inv for inv in invoices if inv.is_open_at(t)], today, unallocated)
+
+
+def figures_of_open(open_invoices: Iterable[Invoice], today: date, unallocated: Decimal) -> Figures:
+    """`figures_on` of invoices already known to be open at the instant asked about.
+
+    A decision asks about several days at one instant: it filters the open
+    invoices once.
+    """
     total = overdue = disputed = ZERO
     oldest: date | None = None
-    for inv in invoices:
-        if not inv.is_open_at(t):
-            continue
+    for inv in open_invoices:
         total += inv.balance
         disputed += inv.disputed
         if inv.due < today:

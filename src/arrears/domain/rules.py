@@ -98,6 +98,8 @@ class Schedule:
         self._is_holiday = is_holiday or (lambda d: False)
         self._closed: dict[date, bool] = {}
         self._spans: dict[date, list[tuple[datetime, datetime]]] = {}
+        # The last instant asked about and its answer: a pass asks about its `now` for every account.
+        self._last_allowed: tuple[datetime, bool] | None = None
 
     def closed_on(self, day: date) -> bool:
         closed = self._closed.get(day)
@@ -117,6 +119,14 @@ class Schedule:
         return spans
 
     def allowed(self, t: datetime) -> bool:
+        last = self._last_allowed
+        if last is not None and last[0] == t:
+            return last[1]
+        answer = self._allowed(t)
+        self._last_allowed = (t, answer)
+        return answer
+
+    def _allowed(self, t: datetime) -> bool:
         day = local_date(t, self.tz)
         if self.closed_on(day):
             return False

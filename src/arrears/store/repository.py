@@ -451,6 +451,21 @@ class StoredAccount:
     projected_suspension: datetime | None
 
 
+@dataclass(slots=True)
+class _Batch:
+    """The rows of a batch of accounts, as read (see `_read_batch`), by account id."""
+
+    accounts: Sequence[Any]  # the account columns, the episode's after them
+    groups: dict[int, set[str]]
+    contacts: dict[int, list[Contact]]
+    services: dict[int, list[tuple[Any, ...]]]  # (id, ext_id, type, status, changed_by, episode_id)
+    invoices: dict[int, list[Invoice]]
+    unallocated: dict[int, Decimal]
+    plans: dict[int, list[PaymentPlan]]
+    cases: dict[int, int]
+    utc: Callable[[datetime | None], datetime | None]
+
+
 def load_states(session: Session, account_ids: Sequence[int], *, lock: bool = False) -> list[AccountState]:
     """Accounts with everything a decision reads, as plain rows, in account id order.
 
@@ -460,6 +475,103 @@ def load_states(session: Session, account_ids: Sequence[int], *, lock: bool = Fa
     ids = sorted(set(account_ids))
     if not ids:
         return []
+    batch = _read_batch(session, ids, lock)
+    accounts, groups, contacts, invoices = batch.accounts, batch.groups, batch.contacts, batch.invoices
+    unallocated, plans, cases, utc = batch.unallocated, batch.plans, batch.cases, batch.utc
+    services: dict[int, list[ServiceState]] = {
+        account_id: [
+            ServiceState(
+                service_id,
+                account_id,
+                ext_id,
+                stype,
+                status,
+                changed_by,
+                episode_id,
+                saved=(status, changed_by, episode_id),
+            )
+            for service_id, ext_id, stype, status, changed_by, episode_id in rows
+        ]
+        for account_id, rows in batch.services.items()
+    }
+    zero = Decimal("0")
+    no_groups: frozenset[str] = frozenset()
+    out: list[AccountState] = []
+    for (
+        account_id,
+        provider_id,
+        ext_id,
+        status,
+        status_reason,
+        omit,
+        omit_reason,
+        omit_until,
+        episode_id,
+        operator_restored_at,
+        path_started_at,
+        excluded_reasons,
+        shadow_stage,
+        next_wakeup_at,
+        evaluated_at,
+        stage,
+        projected,
+        episode_started,
+        episode_stage,
+        episode_rule_set,
+        episode_ended,
+        episode_end_reason,
+    ) in accounts:
+        episode = None
+        mine = services.get(account_id, [])
+        if episode_id is not None:
+            episode = EpisodeState(
+                episode_id,
+                account_id,
+                episode_started.replace(tzinfo=UTC),
+                episode_stage,
+                episode_rule_set,
+                None if episode_ended is None else episode_ended.replace(tzinfo=UTC),
+                episode_end_reason,
+            )
+            episode.saved = episode.row()
+            for svc in mine:
+                if svc.episode_id == episode_id:
+                    svc.episode = episode
+        member = groups.get(account_id)
+        state = AccountState(
+            account_id,
+            provider_id,
+            ext_id,
+            status,
+            status_reason,
+            omit,
+            omit_reason,
+            omit_until,
+            episode_id,
+            utc(operator_restored_at),
+            utc(path_started_at),
+            excluded_reasons,
+            shadow_stage,
+            utc(next_wakeup_at),
+            utc(evaluated_at),
+            stage,
+            utc(projected),
+            episode,
+            mine,
+            frozenset(member) if member else no_groups,
+            tuple(contacts.get(account_id, ())),
+            tuple(invoices.get(account_id, ())),
+            unallocated.get(account_id, zero),
+            tuple(plans.get(account_id, ())),
+            cases.get(account_id, 0),
+        )
+        state.saved = state.row()
+        out.append(state)
+    return out
+
+
+def _read_batch(session: Session, ids: list[int], lock: bool) -> _Batch:
+    """One query per table for a batch of accounts (ids sorted, not empty)."""
     # Plain (Core) selects do not autoflush: inputs written earlier in the same
     # transaction must be seen.
     session.flush()
@@ -515,7 +627,7 @@ def load_states(session: Session, account_ids: Sequence[int], *, lock: bool = Fa
     ).all():
         contacts.setdefault(account_id, []).append(Contact(_ROLES[role], name, email, phone, service))
 
-    services: dict[int, list[ServiceState]] = {}
+    services: dict[int, list[tuple[Any, ...]]] = {}
     s = ServiceRow.__table__.c
     for service_id, account_id, ext_id, stype, status, changed_by, episode_id in conn.execute(
         select(s.id, s.account_id, s.ext_id, s.type, s.status, s.changed_by, s.episode_id)
@@ -523,17 +635,27 @@ def load_states(session: Session, account_ids: Sequence[int], *, lock: bool = Fa
         .order_by(s.id)
     ).all():
         services.setdefault(account_id, []).append(
-            ServiceState(
-                service_id,
-                account_id,
-                ext_id,
-                stype,
-                status,
-                changed_by,
-                episode_id,
-                saved=(status, changed_by, episode_id),
-            )
+            (service_id, ext_id, stype, status, changed_by, episode_id)
         )
+
+    # Instants and amounts repeat within a batch (a pass's instants, the same
+    # bills): each distinct stored value is converted once.
+    aware: dict[datetime, datetime] = {}
+    amounts: dict[int, Decimal] = {}
+
+    def utc(naive: datetime | None) -> datetime | None:
+        if naive is None:
+            return None
+        found = aware.get(naive)
+        if found is None:
+            found = aware[naive] = naive.replace(tzinfo=UTC)
+        return found
+
+    def money(scaled: int) -> Decimal:
+        found = amounts.get(scaled)
+        if found is None:
+            found = amounts[scaled] = Decimal(scaled) / SCALE
+        return found
 
     invoices: dict[int, list[Invoice]] = {}
     i = InvoiceRow.__table__.c
@@ -551,16 +673,11 @@ def load_states(session: Session, account_ids: Sequence[int], *, lock: bool = Fa
         .where(among(i.account_id), i.status == is_open.value)
         .order_by(i.id)
     ).all():
+        issued_at = aware.get(issued)
+        if issued_at is None:
+            issued_at = aware[issued] = issued.replace(tzinfo=UTC)
         invoices.setdefault(account_id, []).append(
-            Invoice(
-                ext_id,
-                issued.replace(tzinfo=UTC),
-                due,
-                Decimal(amount) / SCALE,
-                Decimal(balance) / SCALE,
-                is_open,
-                Decimal(disputed) / SCALE,
-            )
+            Invoice(ext_id, issued_at, due, money(amount), money(balance), is_open, money(disputed))
         )
 
     p = PaymentRow.__table__.c
@@ -592,80 +709,7 @@ def load_states(session: Session, account_ids: Sequence[int], *, lock: bool = Fa
         ).all()
     }
 
-    zero = Decimal("0")
-    no_groups: frozenset[str] = frozenset()
-    out: list[AccountState] = []
-    for (
-        account_id,
-        provider_id,
-        ext_id,
-        status,
-        status_reason,
-        omit,
-        omit_reason,
-        omit_until,
-        episode_id,
-        operator_restored_at,
-        path_started_at,
-        excluded_reasons,
-        shadow_stage,
-        next_wakeup_at,
-        evaluated_at,
-        stage,
-        projected,
-        episode_started,
-        episode_stage,
-        episode_rule_set,
-        episode_ended,
-        episode_end_reason,
-    ) in accounts:
-        episode = None
-        mine = services.get(account_id, [])
-        if episode_id is not None:
-            episode = EpisodeState(
-                episode_id,
-                account_id,
-                episode_started.replace(tzinfo=UTC),
-                episode_stage,
-                episode_rule_set,
-                None if episode_ended is None else episode_ended.replace(tzinfo=UTC),
-                episode_end_reason,
-            )
-            episode.saved = episode.row()
-            for svc in mine:
-                if svc.episode_id == episode_id:
-                    svc.episode = episode
-        member = groups.get(account_id)
-        state = AccountState(
-            account_id,
-            provider_id,
-            ext_id,
-            status,
-            status_reason,
-            omit,
-            omit_reason,
-            omit_until,
-            episode_id,
-            None if operator_restored_at is None else operator_restored_at.replace(tzinfo=UTC),
-            None if path_started_at is None else path_started_at.replace(tzinfo=UTC),
-            excluded_reasons,
-            shadow_stage,
-            None if next_wakeup_at is None else next_wakeup_at.replace(tzinfo=UTC),
-            None if evaluated_at is None else evaluated_at.replace(tzinfo=UTC),
-            stage,
-            None if projected is None else projected.replace(tzinfo=UTC),
-            episode,
-            mine,
-            frozenset(member) if member else no_groups,
-            tuple(contacts.get(account_id, ())),
-            tuple(invoices.get(account_id, ())),
-            unallocated.get(account_id, zero),
-            tuple(plans.get(account_id, ())),
-            cases.get(account_id, 0),
-        )
-        state.saved = state.row()
-        out.append(state)
-    return out
+    return _Batch(accounts, groups, contacts, services, invoices, unallocated, plans, cases, utc)
 
 
 def state_snapshot(account: AccountState, memory: NoticeMemory) -> AccountSnapshot:
@@ -679,7 +723,7 @@ def state_snapshot(account: AccountState, memory: NoticeMemory) -> AccountSnapsh
     return AccountSnapshot(
         id=account.ext_id,
         status=_ACCOUNT_STATUSES[account.status],
-        status_reason=StatusReason(account.status_reason) if account.status_reason else None,
+        status_reason=_STATUS_REASONS[account.status_reason] if account.status_reason else None,
         groups=account.groups,
         contacts=account.contacts,
         services=tuple(
@@ -733,13 +777,104 @@ def load_snapshots(
     table for the whole batch, no locks. Ordered by account id. Must stay equal
     to `snapshot` (tests/integration/test_scan.py compares the two).
     """
-    states = load_states(session, account_ids)
-    memory = notice_memory(session, states)
-    return [(stored_account(s), state_snapshot(s, memory[s.id])) for s in states]
+    ids = sorted(set(account_ids))
+    if not ids:
+        return []
+    # Built straight from the rows: a look needs no mutable states (`load_states`).
+    batch = _read_batch(session, ids, lock=False)
+    utc = batch.utc
+    memory = _notice_memory(session, {row[0]: utc(row[10]) for row in batch.accounts})
+    groups, contacts, services, invoices = batch.groups, batch.contacts, batch.services, batch.invoices
+    unallocated, plans, cases = batch.unallocated, batch.plans, batch.cases
+    zero = Decimal("0")
+    no_groups: frozenset[str] = frozenset()
+    out: list[tuple[StoredAccount, AccountSnapshot]] = []
+    for (
+        account_id,
+        provider_id,
+        ext_id,
+        status,
+        status_reason,
+        omit,
+        omit_reason,
+        omit_until,
+        episode_id,
+        operator_restored_at,
+        path_started_raw,
+        excluded_reasons,
+        shadow_stage,
+        next_wakeup_at,
+        evaluated_at,
+        stage,
+        projected,
+        episode_started,
+        episode_stage,
+        _episode_rule_set,
+        _episode_ended,
+        _episode_end_reason,
+    ) in batch.accounts:
+        path_started_at = utc(path_started_raw)
+        episode: Episode | None = None
+        if episode_id is not None:
+            started = utc(episode_started)
+            assert started is not None
+            episode = Episode(episode_id, episode_stage, started)
+        else:
+            episode_stage = None
+        member = groups.get(account_id)
+        seen = memory[account_id]
+        stored = StoredAccount(
+            account_id,
+            provider_id,
+            ext_id,
+            status,
+            episode_stage,
+            excluded_reasons,
+            shadow_stage,
+            path_started_at,
+            utc(next_wakeup_at),
+            utc(evaluated_at),
+            stage,
+            utc(projected),
+        )
+        snap = AccountSnapshot(
+            id=ext_id,
+            status=_ACCOUNT_STATUSES[status],
+            status_reason=_STATUS_REASONS[status_reason] if status_reason else None,
+            groups=frozenset(member) if member else no_groups,
+            contacts=tuple(contacts.get(account_id, ())),
+            services=tuple(
+                Service(
+                    svc_ext_id,
+                    svc_type,
+                    _SERVICE_STATUSES[svc_status],
+                    _CHANGED_BY[changed_by],
+                    episode_id is not None and svc_episode == episode_id,
+                )
+                for _, svc_ext_id, svc_type, svc_status, changed_by, svc_episode in services.get(
+                    account_id, ()
+                )
+            ),
+            invoices=tuple(invoices.get(account_id, ())),
+            unallocated=unallocated.get(account_id, zero),
+            plans=tuple(plans.get(account_id, ())),
+            open_cases=cases.get(account_id, 0),
+            omit=OmitFlag(omit_reason or "", omit_until) if omit else None,
+            episode=episode,
+            operator_restored_at=utc(operator_restored_at),
+            path_started_at=path_started_at,
+            warnings_sent=dict(seen.warnings),
+            notices_recorded=frozenset(seen.occurrences),
+            excluded_reasons=tuple(excluded_reasons.split(",")) if excluded_reasons else None,
+            shadow_stage=shadow_stage,
+        )
+        out.append((stored, snap))
+    return out
 
 
 # Enum members by value: a dict lookup is several times faster than calling the enum.
 _ACCOUNT_STATUSES = {m.value: m for m in AccountStatus}
 _SERVICE_STATUSES = {m.value: m for m in ServiceStatus}
+_STATUS_REASONS = {m.value: m for m in StatusReason}
 _CHANGED_BY = {m.value: m for m in ChangedBy}
 _ROLES = {m.value: m for m in ContactRole}

@@ -17,9 +17,7 @@ from arrears.domain.clock import parse_local
 from arrears.notify import service as notices
 from arrears.store.tables import AccountRow, ProviderRow
 
-router = APIRouter(
-    dependencies=[Depends(schemas.storable_params)], responses=responses.problems(401, 403, 422, 429)
-)
+router = APIRouter(dependencies=[Depends(schemas.storable_params)], responses=responses.PROVIDER_KEY)
 CallerDep = Annotated[Caller, Depends(provider_caller)]
 
 

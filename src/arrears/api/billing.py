@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from arrears.api import records, responses, schemas, views
 from arrears.api.context import Caller, provider_caller
-from arrears.api.problems import Problem, not_found
+from arrears.api.problems import not_found
 from arrears.domain.model import AccountStatus, CaseStatus, InvoiceStatus, PlanStatus
 from arrears.store.tables import (
     AccountRow,
@@ -29,22 +29,12 @@ from arrears.store.tables import (
     ServiceRow,
 )
 
-router = APIRouter(
-    dependencies=[Depends(schemas.storable_params)],
-    responses={
-        401: {"model": Problem, "description": "No valid API key"},
-        403: {"model": Problem, "description": "Not a provider's key"},
-        422: {"model": Problem, "description": "Invalid input; `errors` names each field"},
-        429: {"model": Problem, "description": "Over the key's rate limit; see Retry-After"},
-    },
-)
+router = APIRouter(dependencies=[Depends(schemas.storable_params)], responses=responses.PROVIDER_KEY)
 CallerDep = Annotated[Caller, Depends(provider_caller)]
 Limit = Annotated[int, Query(ge=1, le=views.MAX_LIMIT, description="Items per page")]
 Cursor = Annotated[str | None, Query(description="`next_cursor` of the previous page")]
 AccountFilter = Annotated[str | None, Query(description="Only this account's")]
-NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: {"model": Problem, "description": "No such record (of this provider)"}
-}
+NOT_FOUND = responses.problems(404)
 
 
 # -- helpers (no HTTP beyond the 404s) --------------------------------------------------------
@@ -52,13 +42,6 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
 
 def tenant(session: Session, caller: Caller) -> views.Tenant:
     return views.Tenant.of(session.get_one(ProviderRow, caller.provider_id))
-
-
-def _account(session: Session, caller: Caller, ext_id: str) -> AccountRow:
-    row = views.owned(session, AccountRow, caller.provider_id, ext_id)
-    if row is None:
-        raise not_found("account", ext_id)
-    return row
 
 
 def _account_id_filter(session: Session, caller: Caller, ext_id: str | None) -> int | None:
@@ -143,7 +126,7 @@ def get_account(account_id: str, caller: CallerDep) -> dict[str, Any]:
     """Status, stage, services (with pending provisioning), figures, exclusions, the governing
     rule set and the projected suspension, evaluated now."""
     with caller.read() as s:
-        return views.account_detail(s, _account(s, caller, account_id), caller.now)
+        return views.account_detail(s, caller.owned(s, AccountRow, account_id, "account"), caller.now)
 
 
 @router.get(
@@ -158,7 +141,9 @@ def get_history(
 ) -> dict[str, Any]:
     """Every episode, and the history lines (oldest first, paged), each with its reason."""
     with caller.read() as s:
-        return views.history_page(s, _account(s, caller, account_id), tenant(s, caller), limit, cursor)
+        return views.history_page(
+            s, caller.owned(s, AccountRow, account_id, "account"), tenant(s, caller), limit, cursor
+        )
 
 
 @router.put(
@@ -186,9 +171,9 @@ def put_service(
 )
 def get_service(account_id: str, service_id: str, caller: CallerDep) -> dict[str, Any]:
     with caller.read() as s:
-        account = _account(s, caller, account_id)
-        row = views.owned(s, ServiceRow, caller.provider_id, service_id)
-        if row is None or row.account_id != account.id:
+        account = caller.owned(s, AccountRow, account_id, "account")
+        row = caller.owned(s, ServiceRow, service_id, "service")
+        if row.account_id != account.id:
             raise not_found("service", service_id)
         return views.service_detail(s, row, tenant(s, caller))
 
@@ -218,7 +203,7 @@ def put_flag(account_id: str, body: schemas.FlagIn, caller: CallerDep) -> dict[s
 )
 def get_flag(account_id: str, caller: CallerDep) -> dict[str, Any]:
     with caller.read() as s:
-        return views.flag_view(_account(s, caller, account_id))
+        return views.flag_view(caller.owned(s, AccountRow, account_id, "account"))
 
 
 # -- invoices ---------------------------------------------------------------------------------------
@@ -262,9 +247,7 @@ def put_invoice(invoice_id: str, body: schemas.InvoiceIn, caller: CallerDep) -> 
 )
 def get_invoice(invoice_id: str, caller: CallerDep) -> dict[str, Any]:
     with caller.read() as s:
-        row = views.owned(s, InvoiceRow, caller.provider_id, invoice_id)
-        if row is None:
-            raise not_found("invoice", invoice_id)
+        row = caller.owned(s, InvoiceRow, invoice_id, "invoice")
         return views.with_accounts(s, [row], lambda r, a: views.invoice_view(r, a, tenant(s, caller)))[0]
 
 
@@ -310,9 +293,7 @@ def put_payment(payment_id: str, body: schemas.PaymentIn, caller: CallerDep) -> 
 def allocate_payment(payment_id: str, caller: CallerDep) -> dict[str, Any]:
     """Allocate the payment's unallocated part to open invoices, oldest first."""
     with caller.inputs() as inputs:
-        row = views.owned(inputs.session, PaymentRow, caller.provider_id, payment_id)
-        if row is None:
-            raise not_found("payment", payment_id)
+        row = caller.owned(inputs.session, PaymentRow, payment_id, "payment")
         inputs.allocate_payment(payment_id)
         inputs.settle()
         return views.payment_views(inputs.session, [row], tenant(inputs.session, caller))[0]
@@ -327,9 +308,7 @@ def allocate_payment(payment_id: str, caller: CallerDep) -> dict[str, Any]:
 )
 def get_payment(payment_id: str, caller: CallerDep) -> dict[str, Any]:
     with caller.read() as s:
-        row = views.owned(s, PaymentRow, caller.provider_id, payment_id)
-        if row is None:
-            raise not_found("payment", payment_id)
+        row = caller.owned(s, PaymentRow, payment_id, "payment")
         return views.payment_views(s, [row], tenant(s, caller))[0]
 
 
@@ -375,9 +354,7 @@ def put_dispute(invoice_id: str, body: schemas.DisputeIn, caller: CallerDep) -> 
 )
 def get_dispute(invoice_id: str, caller: CallerDep) -> dict[str, Any]:
     with caller.read() as s:
-        row = views.owned(s, InvoiceRow, caller.provider_id, invoice_id)
-        if row is None:
-            raise not_found("invoice", invoice_id)
+        row = caller.owned(s, InvoiceRow, invoice_id, "invoice")
         return views.dispute_view(row, tenant(s, caller))
 
 
@@ -420,9 +397,7 @@ def put_plan(plan_id: str, body: schemas.PlanIn, caller: CallerDep) -> dict[str,
 )
 def get_plan(plan_id: str, caller: CallerDep) -> dict[str, Any]:
     with caller.read() as s:
-        row = views.owned(s, PlanRow, caller.provider_id, plan_id)
-        if row is None:
-            raise not_found("plan", plan_id)
+        row = caller.owned(s, PlanRow, plan_id, "plan")
         return views.with_accounts(s, [row], views.plan_view)[0]
 
 
@@ -462,7 +437,5 @@ def put_case(case_id: str, body: schemas.CaseIn, caller: CallerDep) -> dict[str,
 )
 def get_case(case_id: str, caller: CallerDep) -> dict[str, Any]:
     with caller.read() as s:
-        row = views.owned(s, CaseRow, caller.provider_id, case_id)
-        if row is None:
-            raise not_found("case", case_id)
+        row = caller.owned(s, CaseRow, case_id, "case")
         return views.with_accounts(s, [row], views.case_view)[0]

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from arrears.api import responses, schemas, views
 from arrears.api.context import Caller, provider_caller
-from arrears.api.problems import Problem, not_found
+from arrears.api.problems import not_found
 from arrears.config import ConfigError, parse_mappings
 from arrears.domain.clock import at_local
 from arrears.domain.events import EventKind
@@ -27,19 +27,9 @@ from arrears.notify import rendering
 from arrears.notify.templates import Rendered, TemplateError, TemplateSource
 from arrears.store.tables import AccountRow, EventMappingRow, ProviderRow, RuleSetRow, TemplateRow
 
-router = APIRouter(
-    dependencies=[Depends(schemas.storable_params)],
-    responses={
-        401: {"model": Problem, "description": "No valid API key"},
-        403: {"model": Problem, "description": "Not a provider's key"},
-        422: {"model": Problem, "description": "Invalid input; `errors` names each field"},
-        429: {"model": Problem, "description": "Over the key's rate limit; see Retry-After"},
-    },
-)
+router = APIRouter(dependencies=[Depends(schemas.storable_params)], responses=responses.PROVIDER_KEY)
 CallerDep = Annotated[Caller, Depends(provider_caller)]
-NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: {"model": Problem, "description": "No such record (of this provider)"}
-}
+NOT_FOUND = responses.problems(404)
 # What any write may also answer: a concurrent write won (409), a body over the limit (413).
 WRITE = responses.problems(409, 413)
 RULE_SET_EXAMPLE = {
@@ -186,13 +176,6 @@ def _template_view(session: Session, provider_id: int, event: str, channel: str)
         "text": source.text,
         "html": source.html,
     }
-
-
-def _account(session: Session, caller: Caller, ext_id: str) -> AccountRow:
-    row = views.owned(session, AccountRow, caller.provider_id, ext_id)
-    if row is None:
-        raise not_found("account", ext_id)
-    return row
 
 
 # -- rule sets ------------------------------------------------------------------------------------
@@ -353,7 +336,7 @@ def preview_template(
     rendering.check_target(event, channel)
     with caller.read() as s:
         if account is not None:
-            _account(s, caller, account)
+            caller.owned(s, AccountRow, account, "account")
         provider = s.get_one(ProviderRow, caller.provider_id)
         rendered = rendering.preview(
             s, provider, event, channel, now=caller.now, account=account, source=source
@@ -379,7 +362,7 @@ def account_action(account_id: str, body: ActionIn, caller: CallerDep) -> dict[s
     if not reason:
         raise ConfigError("action.reason", "is required")
     with caller.inputs() as inputs:
-        row = _account(inputs.session, caller, account_id)
+        row = caller.owned(inputs.session, AccountRow, account_id, "account")
         inputs.manual(account_id, body.action, reason, field="action")
         inputs.settle()
         return views.account_detail(inputs.session, row, caller.now)

@@ -11,8 +11,10 @@ from datetime import UTC, datetime
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
-from arrears.api import auth
+from arrears.api import auth, views
 from arrears.api.auth import Principal, RateLimiter
+from arrears.api.problems import not_found
+from arrears.api.views import Owned
 from arrears.engine.inputs import Inputs
 from arrears.store.db import Database
 from arrears.store.tables import ApiWriteRow
@@ -76,6 +78,13 @@ class Caller:
     def provider_id(self) -> int:
         assert self.principal.provider_id is not None
         return self.principal.provider_id
+
+    def owned(self, session: Session, model: type[Owned], ext_id: str, what: str) -> Owned:
+        """The caller's record by its own id, or a 404 (the same for another provider's)."""
+        row = views.owned(session, model, self.provider_id, ext_id)
+        if row is None:
+            raise not_found(what, ext_id)
+        return row
 
     @contextmanager
     def read(self) -> Iterator[Session]:

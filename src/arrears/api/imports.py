@@ -31,9 +31,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from arrears.api import records, schemas
+from arrears.api import records, responses, schemas
 from arrears.api.context import Caller, provider_caller, record_write
-from arrears.api.problems import INVALID, ApiProblem, Problem, error_message
+from arrears.api.problems import INVALID, ApiProblem, error_message
 from arrears.config import ConfigError, loc_to_path
 from arrears.engine.inputs import Inputs
 from arrears.store.db import Database
@@ -460,14 +460,20 @@ def _format(content_type: str | None) -> str:
     PATH,
     tags=["import"],
     summary="Import records in bulk",
-    responses={
-        401: {"model": Problem, "description": "No valid API key"},
-        403: {"model": Problem, "description": "Not a provider's key"},
-        413: {"model": Problem, "description": "The file is larger than the import limit (50 MiB)"},
-        415: {"model": Problem, "description": "Not JSON Lines or CSV; `errors` names `Content-Type`"},
-        422: {"model": Problem, "description": "`?type=` missing (CSV) or a CSV header naming no field"},
-        429: {"model": Problem, "description": "Over the key's rate limit; see Retry-After"},
-    },
+    responses=responses.problems(
+        401,
+        403,
+        413,
+        415,
+        422,
+        429,
+        notes={
+            403: "Not a provider's key",
+            413: "The file is larger than the import limit (50 MiB)",
+            415: "Not JSON Lines or CSV; `errors` names `Content-Type`",
+            422: "`?type=` missing (CSV) or a CSV header naming no field",
+        },
+    ),
     openapi_extra={
         "requestBody": {
             "required": True,

@@ -10,23 +10,18 @@ from sqlalchemy.orm import Session
 
 from arrears.api import auth, responses, schemas, views
 from arrears.api.context import Caller, platform_caller, provider_caller
-from arrears.api.problems import CONFLICT, ApiProblem, Problem
+from arrears.api.problems import CONFLICT, ApiProblem
 from arrears.config import NOTICE_SETTINGS, ConfigError, check_timezone, parse_notice_settings
 from arrears.engine.inputs import apply_notice_settings, create_provider
 from arrears.store.tables import AccountRow, ProviderRow
 
 router = APIRouter(
     dependencies=[Depends(schemas.storable_params)],
-    responses={
-        401: {"model": Problem, "description": "No valid API key"},
-        403: {"model": Problem, "description": "The wrong kind of key for this endpoint"},
-        422: {"model": Problem, "description": "Invalid input; `errors` names each field"},
-        429: {"model": Problem, "description": "Over the key's rate limit; see Retry-After"},
-    },
+    responses=responses.problems(401, 403, 422, 429),
 )
 Platform = Annotated[Caller, Depends(platform_caller)]
 ProviderKey = Annotated[Caller, Depends(provider_caller)]
-NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": Problem, "description": "No such provider"}}
+NOT_FOUND = responses.problems(404, notes={404: "No such provider"})
 
 
 def _provider(session: Session, ref: str) -> ProviderRow:

@@ -468,3 +468,7 @@ def problems(*statuses: int, notes: dict[int, str] | None = None) -> dict[int | 
         text = (notes or {}).get(status) or PROBLEMS.get(status) or HTTPStatus(status).phrase
         out[status] = {"model": Problem, "description": text}
     return out
+
+
+# What every route for a provider's key may answer (the routers' `responses=`).
+PROVIDER_KEY = problems(401, 403, 422, 429, notes={403: "Not a provider's key"})

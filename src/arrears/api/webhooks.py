@@ -19,7 +19,7 @@ from arrears.webhooks.events import EVENT_TYPES
 router = APIRouter(
     tags=["webhooks"],
     dependencies=[Depends(schemas.storable_params)],
-    responses=responses.problems(401, 403, 422, 429),
+    responses=responses.PROVIDER_KEY,
 )
 CallerDep = Annotated[Caller, Depends(provider_caller)]
 NOT_FOUND = responses.problems(404, notes={404: "No such record (of this provider)"})

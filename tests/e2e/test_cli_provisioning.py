@@ -5,6 +5,7 @@ queue as an operator sees it, and a request waiting for its peer confirmed by ha
 from __future__ import annotations
 
 import json
+import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -39,64 +40,26 @@ def world(tmp_path: Path) -> tuple[str, Database]:
     return url, db
 
 
+def set_route(url: str, service_type: str, config: str) -> subprocess.CompletedProcess[str]:
+    """`arrears provisioning routes set` to the webhook adapter with these settings."""
+    return arrears(
+        "provisioning", "routes", "set", "--service-type", service_type, "--adapter", "webhook",
+        "--config", config, "--database-url", url,
+    )  # fmt: skip
+
+
 def test_routes_are_checked_listed_and_removed(tmp_path: Path) -> None:
     url, db = world(tmp_path)
     db.dispose()
-    bad = arrears(
-        "provisioning",
-        "routes",
-        "set",
-        "--service-type",
-        "fttp",
-        "--adapter",
-        "webhook",
-        "--config",
-        '{"url": "ftp://x", "secret": "0123456789abcdef"}',
-        "--database-url",
-        url,
-    )
+    bad = set_route(url, "fttp", '{"url": "ftp://x", "secret": "0123456789abcdef"}')
     assert bad.returncode == 2 and "url" in bad.stderr
-    short = arrears(
-        "provisioning",
-        "routes",
-        "set",
-        "--service-type",
-        "fttp",
-        "--adapter",
-        "webhook",
-        "--config",
-        '{"url": "https://noc.example/hook", "secret": "short"}',
-        "--database-url",
-        url,
-    )
+    short = set_route(url, "fttp", '{"url": "https://noc.example/hook", "secret": "short"}')
     assert short.returncode == 2 and "secret" in short.stderr
-    missing_env = arrears(
-        "provisioning",
-        "routes",
-        "set",
-        "--service-type",
-        "*",
-        "--adapter",
-        "webhook",
-        "--config",
-        '{"url": "https://noc.example/hook", "secret": "env:NO_SUCH_SECRET_HERE"}',
-        "--database-url",
-        url,
+    missing_env = set_route(
+        url, "*", '{"url": "https://noc.example/hook", "secret": "env:NO_SUCH_SECRET_HERE"}'
     )
     assert missing_env.returncode == 2 and "NO_SUCH_SECRET_HERE" in missing_env.stderr
-    good = arrears(
-        "provisioning",
-        "routes",
-        "set",
-        "--service-type",
-        "fttp",
-        "--adapter",
-        "webhook",
-        "--config",
-        '{"url": "https://noc.example/hook", "secret": "0123456789abcdef"}',
-        "--database-url",
-        url,
-    )
+    good = set_route(url, "fttp", '{"url": "https://noc.example/hook", "secret": "0123456789abcdef"}')
     assert good.returncode == 0, good.stderr
     listed = arrears("provisioning", "routes", "list", "--json", "--database-url", url)
     [route] = json.loads(listed.stdout)

@@ -310,7 +310,9 @@ def test_many_notices_share_one_connection_per_batch(db: Database, server: Serve
     setup_provider(db, accounts=12)
     reach(db, NOTICE_AT)
     report = dispatcher(db, email_channel(server), batch=5).run(NOTICE_AT)
-    assert report.sent == 12
+    with db.transaction() as s:
+        reasons = s.scalars(select(NotificationRow.reason).where(NotificationRow.state != "sent")).all()
+    assert report.sent == 12, reasons
     assert len(server.handler.received) == 12
     assert len(server.handler.connections) == 3  # batches of 5, 5 and 2
 

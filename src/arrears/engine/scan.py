@@ -79,7 +79,7 @@ from arrears.engine.service import (
 )
 from arrears.store.db import Database
 from arrears.store.repository import ProviderView, StoredAccount, load_provider
-from arrears.store.tables import AccountRow, InvoiceRow, ProviderRow
+from arrears.store.tables import AccountRow, InvoiceRow, ProviderRow, owing_invoice
 
 # Accounts per writing transaction, and per read of the full pass's first look.
 BATCH = 500
@@ -140,12 +140,7 @@ def candidate_query(provider: ProviderView, now: datetime) -> Select[int]:
         overdue = func.sum(case((i.due_date < today, i.balance), else_=0))
         owing = (
             select(i.account_id)
-            .where(
-                i.provider_id == provider.id,
-                i.status == "open",
-                i.balance > 0,
-                i.issued_at <= now,
-            )
+            .where(i.provider_id == provider.id, owing_invoice(), i.issued_at <= now)
             .group_by(i.account_id)
             .having(
                 and_(

@@ -60,6 +60,7 @@ from arrears.store.tables import (
     ProviderRow,
     RuleSetRow,
     ServiceRow,
+    unallocated_payment,
 )
 from arrears.store.types import SCALE, money_from_sql
 
@@ -685,7 +686,7 @@ def _read_batch(session: Session, ids: list[int], lock: bool) -> _Batch:
         account_id: money_from_sql(total)
         for account_id, total in conn.execute(
             select(p.account_id, func.sum(p.unallocated))
-            .where(among(p.account_id), p.unallocated > 0)
+            .where(among(p.account_id), unallocated_payment())
             .group_by(p.account_id)
         ).all()
     }

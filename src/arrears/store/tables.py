@@ -17,9 +17,12 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    and_,
+    literal_column,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.sql.elements import ColumnElement
 
 from arrears.store.types import Money, UTCDateTime
 
@@ -138,11 +141,30 @@ class ServiceRow(Base):
     episode: Mapped[EpisodeRow | None] = relationship(foreign_keys=[episode_id], lazy="raise")
 
 
+# The predicates of the partial indexes below, as the indexes declare them.
+# Queries use `owing_invoice()` / `unallocated_payment()`, the same conditions
+# with literals rather than bound parameters, so that PostgreSQL can match the
+# index even in a prepared statement's generic plan.
+OWING = "status = 'open' AND balance > 0"
+UNALLOCATED = "unallocated > 0"
+
+
 class InvoiceRow(Base):
     __tablename__ = "invoices"
     __table_args__ = (
         UniqueConstraint("provider_id", "ext_id"),
         Index("ix_invoices_open", "account_id", "status", "due_date"),
+        # What the full pass's candidate query aggregates: the invoices still owed.
+        # They are a small, steady share of a table that grows every month, and
+        # the included columns let the query read the index alone.
+        Index(
+            "ix_invoices_owing",
+            "provider_id",
+            "account_id",
+            postgresql_include=["due_date", "balance", "issued_at"],
+            postgresql_where=text(OWING),
+            sqlite_where=text(OWING),
+        ),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id"))
@@ -158,7 +180,17 @@ class InvoiceRow(Base):
 
 class PaymentRow(Base):
     __tablename__ = "payments"
-    __table_args__ = (UniqueConstraint("provider_id", "ext_id"),)
+    __table_args__ = (
+        UniqueConstraint("provider_id", "ext_id"),
+        # Unallocated credit is rare: reading it need not visit every payment.
+        Index(
+            "ix_payments_unallocated",
+            "account_id",
+            postgresql_include=["unallocated"],
+            postgresql_where=text(UNALLOCATED),
+            sqlite_where=text(UNALLOCATED),
+        ),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id"))
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
@@ -167,6 +199,17 @@ class PaymentRow(Base):
     unallocated: Mapped[Decimal]
     received_at: Mapped[datetime]
     allocations: Mapped[list[AllocationRow]] = relationship(lazy="raise", cascade="all, delete-orphan")
+
+
+def owing_invoice() -> ColumnElement[bool]:
+    """`OWING`, for queries."""
+    c = InvoiceRow.__table__.c
+    return and_(c.status == literal_column("'open'"), c.balance > literal_column("0"))
+
+
+def unallocated_payment() -> ColumnElement[bool]:
+    """`UNALLOCATED`, for queries."""
+    return PaymentRow.__table__.c.unallocated > literal_column("0")
 
 
 class AllocationRow(Base):

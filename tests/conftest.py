@@ -9,19 +9,15 @@ the end; with ARREARS_REQUIRE_POSTGRES=1 (CI) they fail instead.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from functools import cache
-from urllib.parse import quote
 
 import pytest
 from sqlalchemy import create_engine, text
 
 from arrears.store.db import Database
+from pg_schemas import POSTGRES_URL, postgres_schema
 
-POSTGRES_URL = os.environ.get(
-    "ARREARS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 REQUIRE_POSTGRES = os.environ.get("ARREARS_REQUIRE_POSTGRES") == "1"
 _skipped_postgres: list[str] = []
 
@@ -53,15 +49,8 @@ def need_postgres(request: pytest.FixtureRequest) -> None:
 def postgres_url(request: pytest.FixtureRequest) -> Iterator[str]:
     """A URL to a fresh, empty schema on the PostgreSQL server, dropped afterwards."""
     need_postgres(request)
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(POSTGRES_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in POSTGRES_URL else "?"
-    yield f"{POSTGRES_URL}{sep}options={quote(f'-csearch_path={schema}')}"
-    with admin.begin() as conn:
-        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
+    with postgres_schema() as url:
+        yield url
 
 
 @pytest.fixture

@@ -191,7 +191,9 @@ class Worker:
                 )
                 if not result.stopped:
                     _mark_full_pass(self.db, pid, today)
-                self._log("full", t0, result, provider=pid, candidates=result.candidates)
+                self._log(
+                    "full", t0, result, provider=pid, candidates=result.candidates, processes=result.processes
+                )
                 SCAN_SECONDS.labels("full").observe(time.perf_counter() - t0)
         if self.stop():
             return

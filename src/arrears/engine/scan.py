@@ -245,6 +245,7 @@ class ScanResult(PassResult):
     applied: int = 0  # accounts evaluated again under a lock and carried out
     skipped_locked: int = 0  # accounts another transaction held (it evaluates them)
     stopped: bool = False
+    processes: int = 1  # processes the pass's batches ran in (see `shards`)
     plan: list[PlanEntry] = field(default_factory=list)
 
     def merge_scan(self, other: ScanResult) -> None:
@@ -279,6 +280,7 @@ def full_pass(
     plan: bool = False,
     should_stop: StopCheck | None = None,
     clock: Callable[[], datetime] | None = None,
+    processes: int | None = None,
 ) -> ScanResult:
     """Evaluate every account whose decision may change at `now` (see the module docstring).
 
@@ -286,9 +288,12 @@ def full_pass(
     run's output). `should_stop` is asked between batches. `clock`, when given,
     supplies the instant each batch is evaluated at (a long pass should not act
     on a stale `now`, e.g. after a window has closed); candidates are found at `now`.
+    `processes` shares the batches among that many processes (PostgreSQL only;
+    see `engine.shards`); by default `ARREARS_SCAN_PROCESSES` decides, for
+    passes of at least `shards.MIN_CANDIDATES` candidates.
     """
     with _old_objects_frozen():
-        return _full_pass(db, now, provider_id, dry_run, progress, batch, plan, should_stop, clock)
+        return _full_pass(db, now, provider_id, dry_run, progress, batch, plan, should_stop, clock, processes)
 
 
 # Passes running in this process, and whether they froze the garbage collector's heap.
@@ -335,7 +340,10 @@ def _full_pass(
     plan: bool,
     should_stop: StopCheck | None,
     clock: Callable[[], datetime] | None,
+    processes: int | None,
 ) -> ScanResult:
+    from arrears.engine import shards
+
     result = ScanResult()
     pids = [provider_id] if provider_id is not None else provider_ids(db)
     work: list[tuple[ProviderView, array[int]]] = []
@@ -345,40 +353,90 @@ def _full_pass(
             work.append((provider, candidates(session, provider, now)))
     total = sum(len(ids) for _, ids in work)
     result.candidates = total
-    done = 0
     if progress is not None:
         progress(0, total)
+    size = max(batch, READ_BATCH)
+    n = shards.processes_for(db, total, processes, clock)
+    if n > 1:
+        job = shards.Job(db.url, now, clock, dry_run, plan, batch)
+        shards.run(job, [(p, read_chunks(ids, size)) for p, ids in work], n, result, progress, should_stop)
+        return result
+    done = 0
+
+    def batch_done(accounts: int) -> None:
+        nonlocal done
+        done += accounts
+        if progress is not None:
+            progress(done, total)
+
+    for provider, ids in work:
+        run_batches(
+            db,
+            provider,
+            read_chunks(ids, size),
+            now,
+            clock,
+            dry_run,
+            plan,
+            batch,
+            should_stop,
+            batch_done,
+            result,
+        )
+        if result.stopped:
+            break
+    return result
+
+
+def read_chunks(ids: array[int], size: int) -> list[array[int]]:
+    """The candidates in the batches they are read in (bigger than writing batches: reading is cheap)."""
+    return [ids[start : start + size] for start in range(0, len(ids), size)]
+
+
+def run_batches(
+    db: Database,
+    provider: ProviderView,
+    chunks: Sequence[Sequence[int]],
+    now: datetime,
+    clock: Callable[[], datetime] | None,
+    dry_run: bool,
+    plan: bool,
+    batch: int,
+    should_stop: StopCheck | None,
+    batch_done: Callable[[int], None],
+    result: ScanResult,
+) -> None:
+    """Assess these batches of one provider's candidates and carry out what changes, into `result`.
+
+    Sets `result.stopped` when `should_stop` said so between batches. The one
+    loop of a pass, whether this process runs all of it or a share (`shards`).
+    """
     applier = _Applier(db, result, threads=APPLY_THREADS if db.is_postgres and not dry_run else 1)
     try:
-        for provider, ids in work:
-            # Reading is cheap per account, so it goes in bigger batches than writing.
-            for chunk in _chunks(ids, max(batch, READ_BATCH)):
-                if should_stop is not None and should_stop():
-                    result.stopped = True
-                    return result
-                t = clock() if clock is not None else now
-                with db.transaction() as session:
-                    assessed = assess_snapshots(session, provider, chunk, t)
-                if dry_run:
-                    for stored, _, ev in assessed:
-                        result.add(ev)
-                        if plan:
-                            result.plan.append(plan_entry(provider, stored, ev))
-                else:
-                    for part in _chunks(assessed, batch):
-                        if should_stop is not None and should_stop():
-                            result.stopped = True
-                            return result
-                        applier.submit(provider, part, t, plan)
-                done += len(chunk)
-                if progress is not None:
-                    progress(done, total)
+        for chunk in chunks:
+            if should_stop is not None and should_stop():
+                result.stopped = True
+                return
+            t = clock() if clock is not None else now
+            with db.transaction() as session:
+                assessed = assess_snapshots(session, provider, chunk, t)
+            if dry_run:
+                for stored, _, ev in assessed:
+                    result.add(ev)
+                    if plan:
+                        result.plan.append(plan_entry(provider, stored, ev))
+            else:
+                for part in _chunks(assessed, batch):
+                    if should_stop is not None and should_stop():
+                        result.stopped = True
+                        return
+                    applier.submit(provider, part, t, plan)
+            batch_done(len(chunk))
         applier.finish()
     finally:
         # On a stop or an error, batches not yet started are dropped; those
         # started commit (or fail) and are counted.
         applier.close()
-    return result
 
 
 class _Applier:
@@ -480,6 +538,7 @@ def due_pass(
 
 __all__ = [
     "BATCH",
+    "READ_BATCH",
     "Loosest",
     "PlanEntry",
     "ScanResult",
@@ -490,5 +549,7 @@ __all__ = [
     "loosest",
     "plan_entry",
     "provider_ids",
+    "read_chunks",
     "rule_sets_in_force",
+    "run_batches",
 ]

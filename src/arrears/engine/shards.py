@@ -1,0 +1,265 @@
+"""Sharing a full pass among processes.
+
+A large provider's full pass is bound by Python: each candidate costs some
+tens of microseconds of evaluation on one core, while the database that reads
+its rows mostly waits. Threads cannot share that work (the interpreter runs
+one at a time), processes can. So, on PostgreSQL, a pass with many candidates:
+
+- finds the candidates in this process, with the one set-based query;
+- gives every n-th read batch to each of n processes, so they read
+  neighbouring rows at the same time (one share of the database's cache);
+- each process runs the very same loop as a single-process pass
+  (`scan.run_batches`) over its batches, with its own connections: it assesses
+  them, and (unless a dry run) locks and carries out those that change, as
+  any worker sharing the database does;
+- this process gathers their progress and counts, and merges their plans
+  back into account order.
+
+Processes are started with `fork` when this process runs no other thread (a
+command, the benchmark): nothing to import again, the candidates and the
+rules are already in memory. A worker also runs its health server and LISTEN
+threads, and forking a process whose other threads may hold locks is unsafe,
+so there the processes come from a `forkserver` (started once, on the first
+such pass). Either way a process receives only plain values (the database
+URL, provider ids, account ids), so both ways run the same code.
+
+A stop (`should_stop`, SIGTERM, Ctrl-C) reaches every process, which finishes
+the batch it is on, as a single-process pass does. A process that fails makes
+the pass fail with its traceback, after the others have stopped.
+"""
+
+from __future__ import annotations
+
+import gc
+import multiprocessing
+import os
+import pickle
+import queue
+import signal
+import threading
+import time
+import traceback
+from array import array
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from multiprocessing.context import ForkContext, ForkServerContext
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Event
+from typing import TYPE_CHECKING, Any
+
+from arrears.store.db import Database
+
+if TYPE_CHECKING:
+    from arrears.engine.scan import Progress, ScanResult, StopCheck
+    from arrears.store.repository import ProviderView
+
+ENV = "ARREARS_SCAN_PROCESSES"
+# Processes by default: one per core, at most this many (the database needs cores too).
+DEFAULT_MAX = 4
+# Below this many candidates a pass takes about a second in one process; starting
+# others would not pay.
+MIN_CANDIDATES = 8_000
+# How often the gathering process looks at `should_stop` and at processes that ended.
+POLL_S = 0.2
+# A process that ended without a last word is declared failed after this long
+# (its last messages may still be in the pipe).
+SILENT_EXIT_S = 2.0
+
+
+class ShardFailed(RuntimeError):
+    """A process sharing a pass failed (its traceback is in the message)."""
+
+
+def configured() -> int:
+    """`ARREARS_SCAN_PROCESSES`, or one per core (at most `DEFAULT_MAX`)."""
+    raw = os.environ.get(ENV, "").strip()
+    if not raw:
+        return max(1, min(os.cpu_count() or 1, DEFAULT_MAX))
+    try:
+        n = int(raw)
+    except ValueError:
+        raise ValueError(f"{ENV} must be a whole number of processes, not {raw!r}") from None
+    if n < 1:
+        raise ValueError(f"{ENV} must be at least 1, not {n}")
+    return n
+
+
+def processes_for(
+    db: Database, candidates: int, asked: int | None, clock: Callable[[], datetime] | None
+) -> int:
+    """How many processes a pass over `candidates` accounts runs in (1: this one alone).
+
+    SQLite takes one writer at a time and an in-memory database exists in one
+    process only, so sharing is for PostgreSQL. `asked` (a caller's explicit
+    number) is honoured whatever the candidates; by default small passes stay here.
+    """
+    if not db.is_postgres or candidates == 0:
+        return 1
+    if asked is None:
+        if candidates < MIN_CANDIDATES:
+            return 1
+        asked = configured()
+    if asked > 1 and _start_method() == "forkserver" and not _picklable(clock):
+        # A process from the forkserver gets its clock by pickling; a lambda cannot be.
+        return 1
+    return max(1, asked)
+
+
+@dataclass(frozen=True)
+class Job:
+    """What every process of one pass needs to know (plain, picklable values)."""
+
+    url: str
+    now: datetime
+    clock: Callable[[], datetime] | None
+    dry_run: bool
+    plan: bool
+    batch: int
+
+
+# One process's share: (provider id, its read batches) per provider.
+Share = list[tuple[int, list["array[int]"]]]
+
+
+def shares(work: Sequence[tuple[int, Sequence[array[int]]]], n: int) -> list[Share]:
+    """Deal the read batches out: batch j of the pass goes to process j mod n."""
+    out: list[Share] = [[] for _ in range(n)]
+    j = 0
+    for pid, chunks in work:
+        for chunk in chunks:
+            share = out[j % n]
+            if not share or share[-1][0] != pid:
+                share.append((pid, []))
+            share[-1][1].append(chunk)
+            j += 1
+    return [share for share in out if share]
+
+
+def run(
+    job: Job,
+    work: Sequence[tuple[ProviderView, Sequence[array[int]]]],
+    n: int,
+    result: ScanResult,
+    progress: Progress | None,
+    should_stop: StopCheck | None,
+) -> None:
+    """Run the pass's batches in `n` processes, gathering into `result`."""
+    parts = shares([(provider.id, chunks) for provider, chunks in work], n)
+    if _start_method() == "fork":
+        ctx: ForkContext | ForkServerContext = multiprocessing.get_context("fork")
+    else:
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload([__name__, "arrears.engine.scan"])
+    messages: Queue[tuple[str, int, Any]] = ctx.Queue()
+    stop = ctx.Event()
+    procs = [
+        ctx.Process(target=_main, args=(job, k, part, messages, stop), name=f"arrears-scan-{k}", daemon=True)
+        for k, part in enumerate(parts)
+    ]
+    result.processes = len(procs)
+    for proc in procs:
+        proc.start()
+    total = result.candidates
+    done = 0
+    pending = set(range(len(procs)))
+    failures: list[str] = []
+    silent_since: dict[int, float] = {}
+    try:
+        while pending:
+            if should_stop is not None and not stop.is_set() and should_stop():
+                stop.set()
+            try:
+                kind, k, payload = messages.get(timeout=POLL_S)
+            except queue.Empty:
+                now = time.monotonic()
+                for k in sorted(pending):
+                    if procs[k].exitcode is None:
+                        continue
+                    if now - silent_since.setdefault(k, now) >= SILENT_EXIT_S:
+                        failures.append(
+                            f"scan process {k} ended (exit code {procs[k].exitcode}) without a result"
+                        )
+                        pending.discard(k)
+                        stop.set()
+                continue
+            if kind == "progress":
+                done += payload
+                if progress is not None:
+                    progress(done, total)
+            elif kind == "done":
+                part_result: ScanResult = payload
+                result.merge_scan(part_result)
+                result.stopped = result.stopped or part_result.stopped
+                pending.discard(k)
+            else:
+                failures.append(f"scan process {k} failed:\n{payload}")
+                pending.discard(k)
+                stop.set()
+    finally:
+        # On an error here (or Ctrl-C), the others finish their batch and end.
+        stop.set()
+        for proc in procs:
+            proc.join()
+        messages.close()
+    if failures:
+        raise ShardFailed("\n".join(failures))
+    if job.plan:
+        # Each process planned its batches in order; the pass answers in account order.
+        rank = {provider.row.key: i for i, (provider, _) in enumerate(work)}
+        result.plan.sort(key=lambda entry: (rank[entry.provider], entry.account_id))
+
+
+def _main(job: Job, index: int, share: Share, messages: Queue[tuple[str, int, Any]], stop: Event) -> None:
+    """One process of a shared pass: run its batches, report progress, then its counts."""
+    from arrears.engine.scan import ScanResult, run_batches
+    from arrears.store.repository import load_provider
+
+    # Ctrl-C reaches the whole process group: the gathering process decides,
+    # through `stop`. SIGTERM (a service manager stopping the group) ends the
+    # current batch, as it does in a worker.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    asked_to_stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda _sig, _frame: asked_to_stop.set())
+    gc.freeze()  # see scan._old_objects_frozen
+    db = Database(job.url)
+    result = ScanResult()
+    try:
+        for pid, chunks in share:
+            with db.transaction() as session:
+                provider = load_provider(session, pid)
+            run_batches(
+                db,
+                provider,
+                chunks,
+                job.now,
+                job.clock,
+                job.dry_run,
+                job.plan,
+                job.batch,
+                lambda: stop.is_set() or asked_to_stop.is_set(),
+                lambda accounts: messages.put(("progress", index, accounts)),
+                result,
+            )
+            if result.stopped:
+                break
+        messages.put(("done", index, result))
+    except BaseException:
+        messages.put(("failed", index, traceback.format_exc()))
+    finally:
+        db.dispose()
+
+
+def _start_method() -> str:
+    return "fork" if threading.active_count() == 1 else "forkserver"
+
+
+def _picklable(value: object) -> bool:
+    try:
+        pickle.dumps(value)
+    except Exception:
+        return False
+    return True
+
+
+__all__ = ["ENV", "MIN_CANDIDATES", "Job", "ShardFailed", "configured", "processes_for", "run", "shares"]

@@ -1,0 +1,200 @@
+"""A full pass shared among processes (PostgreSQL) decides and writes what one process would."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from arrears.bench import BENCH_NOW, Mix, populate
+from arrears.engine import scan, shards
+from arrears.engine.scan import ScanResult, full_pass
+from arrears.store.db import Database
+from arrears.store.tables import (
+    AccountRow,
+    EpisodeRow,
+    HistoryRow,
+    NotificationRow,
+    ProvisioningRequestRow,
+    ServiceRow,
+)
+from pg_schemas import postgres_schema
+
+ACCOUNTS = 1500
+# Small batches, so that the candidates of 1,500 accounts make several to deal out.
+SMALL = 25
+
+
+@pytest.fixture
+def small_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The batches are cut in the gathering process, so children see them either way.
+    monkeypatch.setattr(scan, "READ_BATCH", SMALL)
+
+
+@pytest.fixture
+def accounts(pg_db: Database, small_reads: None) -> Iterator[Database]:
+    populate(pg_db, ACCOUNTS, mix=Mix(), seed=7, key="shards")
+    yield pg_db
+
+
+@pytest.fixture(autouse=True)
+def forked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fork by default, as a command does: the test runner's own threads would choose the forkserver."""
+    monkeypatch.setattr(shards, "_start_method", lambda: "fork")
+
+
+def _plan(result: ScanResult) -> list[dict[str, Any]]:
+    return [entry.as_json() | {"id": entry.account_id} for entry in result.plan]
+
+
+def _written(db: Database) -> dict[str, Any]:
+    """What an apply pass leaves in the database, in a form two databases can be compared by."""
+    with db.transaction() as s:
+        return {
+            "accounts": Counter(s.execute(select(AccountRow.status, AccountRow.stage)).all()),
+            "services": Counter(s.execute(select(ServiceRow.status, ServiceRow.changed_by)).all()),
+            "open_episodes": s.scalar(select(func.count()).where(EpisodeRow.ended_at.is_(None))),
+            "history": Counter(
+                s.execute(select(HistoryRow.kind, func.count()).group_by(HistoryRow.kind)).all()
+            ),
+            "notifications": Counter(
+                s.execute(select(NotificationRow.event, func.count()).group_by(NotificationRow.event)).all()
+            ),
+            "provisioning": Counter(
+                s.execute(
+                    select(ProvisioningRequestRow.action, func.count()).group_by(
+                        ProvisioningRequestRow.action
+                    )
+                ).all()
+            ),
+            "suspended": sorted(
+                s.scalars(select(AccountRow.ext_id).where(AccountRow.status == "suspended")).all()
+            ),
+        }
+
+
+@pytest.mark.parametrize("method", ["fork", "forkserver"])
+def test_a_shared_dry_run_plans_exactly_what_one_process_plans(
+    accounts: Database, method: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(shards, "_start_method", lambda: method)
+    alone = full_pass(accounts, BENCH_NOW, dry_run=True, plan=True, processes=1, batch=SMALL)
+    shared = full_pass(accounts, BENCH_NOW, dry_run=True, plan=True, processes=3, batch=SMALL)
+
+    assert (alone.processes, shared.processes) == (1, 3)
+    assert _plan(shared) == _plan(alone)  # same entries, same (account) order
+    assert (shared.evaluated, shared.actions) == (alone.evaluated, alone.actions)
+    assert alone.actions.get("escalate", 0) > 0
+
+
+def test_processes_are_forked_only_from_a_process_without_other_threads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.undo()  # the real choice, not the `forked` fixture's
+    monkeypatch.setattr(threading, "active_count", lambda: 1)
+    assert shards._start_method() == "fork"
+    monkeypatch.setattr(threading, "active_count", lambda: 2)
+    assert shards._start_method() == "forkserver"
+
+
+def test_a_shared_pass_writes_what_one_process_writes(pg_db: Database, small_reads: None) -> None:
+    populate(pg_db, ACCOUNTS, mix=Mix(), seed=7, key="shards")
+    seen: list[tuple[int, int]] = []
+    shared = full_pass(
+        pg_db, BENCH_NOW, processes=2, batch=SMALL, progress=lambda done, total: seen.append((done, total))
+    )
+
+    # The same accounts in a schema of their own, carried out by one process.
+    with postgres_schema() as url:
+        other = Database(url)
+        try:
+            other.create_all()
+            populate(other, ACCOUNTS, mix=Mix(), seed=7, key="shards")
+            alone = full_pass(other, BENCH_NOW, processes=1, batch=SMALL)
+            written_alone = _written(other)
+        finally:
+            other.dispose()
+
+    assert shared.actions == alone.actions and shared.actions.get("escalate", 0) > 0
+    assert shared.applied == alone.applied and shared.processes == 2
+    assert _written(pg_db) == written_alone
+    # Progress came from the processes as they went, up to every candidate.
+    assert seen[0] == (0, shared.candidates) and seen[-1] == (shared.candidates, shared.candidates)
+    assert len(seen) > 3
+    # A pass right after finds nothing more to do.
+    again = full_pass(pg_db, BENCH_NOW, processes=2, batch=SMALL)
+    assert again.actions == {}
+
+
+def test_a_stop_reaches_every_process(accounts: Database) -> None:
+    asked: list[int] = []
+
+    def should_stop() -> bool:
+        asked.append(1)
+        return len(asked) > 1  # stop soon after the processes started
+
+    result = full_pass(accounts, BENCH_NOW, dry_run=True, processes=2, batch=SMALL, should_stop=should_stop)
+
+    assert result.stopped
+    assert result.evaluated < result.candidates
+
+
+def test_a_failing_process_fails_the_pass_with_its_traceback(
+    accounts: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = scan.assess_snapshots
+    calls = {"n": 0}
+
+    def flaky(session: Any, provider: Any, ids: Any, now: datetime) -> Any:
+        # Processes are forked from this one: each sees this replacement.
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("the database went away")
+        return real(session, provider, ids, now)
+
+    monkeypatch.setattr(scan, "assess_snapshots", flaky)
+    with pytest.raises(shards.ShardFailed, match="the database went away"):
+        full_pass(accounts, BENCH_NOW, dry_run=True, processes=2, batch=SMALL)
+
+
+def test_who_shares_a_pass(sqlite_url: str, pg_db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(shards.ENV, raising=False)
+    # SQLite: one writer, and an in-memory database lives in one process.
+    assert shards.processes_for(Database(sqlite_url), 10 * shards.MIN_CANDIDATES, 4, None) == 1
+    # Small passes stay in this process unless a number is asked for.
+    assert shards.processes_for(pg_db, shards.MIN_CANDIDATES - 1, None, None) == 1
+    assert shards.processes_for(pg_db, 10, 3, None) == 3
+    monkeypatch.setenv(shards.ENV, "2")
+    assert shards.processes_for(pg_db, shards.MIN_CANDIDATES, None, None) == 2
+    monkeypatch.setenv(shards.ENV, "1")
+    assert shards.processes_for(pg_db, shards.MIN_CANDIDATES, None, None) == 1
+
+
+def test_a_lambda_clock_in_a_threaded_process_keeps_the_pass_here(
+    pg_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(shards, "_start_method", lambda: "forkserver")
+    # A forkserver's process gets the clock by pickling; a lambda cannot be.
+    assert shards.processes_for(pg_db, 10, 2, lambda: BENCH_NOW) == 1
+    assert shards.processes_for(pg_db, 10, 2, None) == 2
+
+
+@pytest.mark.parametrize("raw", ["two", "0", "-3"])
+def test_a_bad_process_count_names_the_variable(raw: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(shards.ENV, raw)
+    with pytest.raises(ValueError, match=shards.ENV):
+        shards.configured()
+
+
+def test_batches_are_dealt_in_turn() -> None:
+    from array import array
+
+    a, b, c, d, e = (array("q", [i]) for i in range(5))
+    assert shards.shares([(1, [a, b, c]), (2, [d, e])], 2) == [[(1, [a, c]), (2, [e])], [(1, [b]), (2, [d])]]
+    # Fewer batches than processes: only as many processes as batches.
+    assert shards.shares([(1, [a])], 4) == [[(1, [a])]]

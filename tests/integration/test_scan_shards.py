@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -159,6 +161,23 @@ def test_a_failing_process_fails_the_pass_with_its_traceback(
 
     monkeypatch.setattr(scan, "assess_snapshots", flaky)
     with pytest.raises(shards.ShardFailed, match="the database went away"):
+        full_pass(accounts, BENCH_NOW, dry_run=True, processes=2, batch=SMALL)
+
+
+def test_a_process_killed_mid_pass_fails_it_without_hanging(
+    accounts: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = scan.assess_snapshots
+    calls = {"n": 0}
+
+    def killed(session: Any, provider: Any, ids: Any, now: datetime) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            os.kill(os.getpid(), signal.SIGKILL)  # as the kernel's out-of-memory killer would
+        return real(session, provider, ids, now)
+
+    monkeypatch.setattr(scan, "assess_snapshots", killed)
+    with pytest.raises(shards.ShardFailed, match=r"exit code -9\) without a result"):
         full_pass(accounts, BENCH_NOW, dry_run=True, processes=2, batch=SMALL)
 
 

@@ -43,7 +43,9 @@ by `service.reevaluate` in a transaction of their own (on PostgreSQL with
 An account that has not changed in between keeps the evaluation it was
 assessed with. On PostgreSQL two such transactions run side by side
 (`_Applier`): while one waits for the database, the other is evaluated.
-A dry run stops after the first step and changes nothing.
+A dry run stops after the first step and changes nothing. A pass with many
+candidates on PostgreSQL deals its batches out to several processes, each
+running this same loop (`run_batches`; see `engine.shards`).
 """
 
 from __future__ import annotations

@@ -34,19 +34,19 @@ import gc
 import multiprocessing
 import os
 import pickle
-import queue
 import signal
 import threading
-import time
 import traceback
 from array import array
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
+from multiprocessing.connection import Connection, wait
 from multiprocessing.context import ForkContext, ForkServerContext
-from multiprocessing.queues import Queue
+from multiprocessing.process import BaseProcess
 from multiprocessing.synchronize import Event
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from arrears.store.db import Database
 
@@ -60,11 +60,8 @@ DEFAULT_MAX = 4
 # Below this many candidates a pass takes about a second in one process; starting
 # others would not pay.
 MIN_CANDIDATES = 8_000
-# How often the gathering process looks at `should_stop` and at processes that ended.
+# How often the gathering process looks at `should_stop` while no process reports.
 POLL_S = 0.2
-# A process that ended without a last word is declared failed after this long
-# (its last messages may still be in the pipe).
-SILENT_EXIT_S = 2.0
 
 
 class ShardFailed(RuntimeError):
@@ -151,57 +148,63 @@ def run(
     else:
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload([__name__, "arrears.engine.scan"])
-    messages: Queue[tuple[str, int, Any]] = ctx.Queue()
     stop = ctx.Event()
-    procs = [
-        ctx.Process(target=_main, args=(job, k, part, messages, stop), name=f"arrears-scan-{k}", daemon=True)
-        for k, part in enumerate(parts)
-    ]
-    result.processes = len(procs)
-    for proc in procs:
-        proc.start()
+    # A pipe per process, not one shared queue: a process killed while writing
+    # cannot leave a lock held that the others wait for, and its end of the pipe
+    # closing tells us it ended.
+    procs: list[tuple[BaseProcess, Connection]] = []
+    pipes: dict[Connection, int] = {}  # of the processes that have not said their last word
+    failures: list[str] = []
     total = result.candidates
     done = 0
-    pending = set(range(len(procs)))
-    failures: list[str] = []
-    silent_since: dict[int, float] = {}
     try:
-        while pending:
+        for k, part in enumerate(parts):
+            reader, writer = ctx.Pipe(duplex=False)
+            proc: BaseProcess = ctx.Process(
+                target=_main, args=(job, part, writer, stop), name=f"arrears-scan-{k}", daemon=True
+            )
+            proc.start()
+            writer.close()  # the process has its own copy
+            procs.append((proc, reader))
+            pipes[reader] = k
+        result.processes = len(procs)
+        while pipes:
             if should_stop is not None and not stop.is_set() and should_stop():
                 stop.set()
-            try:
-                kind, k, payload = messages.get(timeout=POLL_S)
-            except queue.Empty:
-                now = time.monotonic()
-                for k in sorted(pending):
-                    if procs[k].exitcode is None:
-                        continue
-                    if now - silent_since.setdefault(k, now) >= SILENT_EXIT_S:
-                        failures.append(
-                            f"scan process {k} ended (exit code {procs[k].exitcode}) without a result"
-                        )
-                        pending.discard(k)
-                        stop.set()
-                continue
-            if kind == "progress":
-                done += payload
-                if progress is not None:
-                    progress(done, total)
-            elif kind == "done":
-                part_result: ScanResult = payload
-                result.merge_scan(part_result)
-                result.stopped = result.stopped or part_result.stopped
-                pending.discard(k)
-            else:
-                failures.append(f"scan process {k} failed:\n{payload}")
-                pending.discard(k)
-                stop.set()
+            for ready in wait(list(pipes), timeout=POLL_S):
+                assert isinstance(ready, Connection)
+                k = pipes[ready]
+                try:
+                    kind, payload = ready.recv()
+                except EOFError:
+                    procs[k][0].join()
+                    kind, payload = "failed", f"ended (exit code {procs[k][0].exitcode}) without a result"
+                if kind == "progress":
+                    done += payload
+                    if progress is not None:
+                        progress(done, total)
+                    continue
+                del pipes[ready]
+                ready.close()
+                if kind == "done":
+                    part_result: ScanResult = payload
+                    result.merge_scan(part_result)
+                    result.stopped = result.stopped or part_result.stopped
+                else:
+                    failures.append(f"scan process {k} {payload}")
+                    stop.set()
     finally:
-        # On an error here (or Ctrl-C), the others finish their batch and end.
+        # On an error here (or Ctrl-C), the others finish their batch and end;
+        # what they still send is read and dropped, so none waits on a full pipe.
         stop.set()
-        for proc in procs:
-            proc.join()
-        messages.close()
+        for proc, reader in procs:
+            proc.join(POLL_S)
+            while proc.exitcode is None:
+                with suppress(EOFError, OSError):
+                    while reader.poll():
+                        reader.recv()
+                proc.join(POLL_S)
+            reader.close()
     if failures:
         raise ShardFailed("\n".join(failures))
     if job.plan:
@@ -210,7 +213,7 @@ def run(
         result.plan.sort(key=lambda entry: (rank[entry.provider], entry.account_id))
 
 
-def _main(job: Job, index: int, share: Share, messages: Queue[tuple[str, int, Any]], stop: Event) -> None:
+def _main(job: Job, share: Share, out: Connection, stop: Event) -> None:
     """One process of a shared pass: run its batches, report progress, then its counts."""
     from arrears.engine.scan import ScanResult, run_batches
     from arrears.store.repository import load_provider
@@ -238,16 +241,17 @@ def _main(job: Job, index: int, share: Share, messages: Queue[tuple[str, int, An
                 job.plan,
                 job.batch,
                 lambda: stop.is_set() or asked_to_stop.is_set(),
-                lambda accounts: messages.put(("progress", index, accounts)),
+                lambda accounts: out.send(("progress", accounts)),
                 result,
             )
             if result.stopped:
                 break
-        messages.put(("done", index, result))
+        out.send(("done", result))
     except BaseException:
-        messages.put(("failed", index, traceback.format_exc()))
+        out.send(("failed", f"failed:\n{traceback.format_exc()}"))
     finally:
         db.dispose()
+        out.close()
 
 
 def _start_method() -> str:

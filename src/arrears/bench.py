@@ -14,7 +14,9 @@ of them, then measures, on the same run:
   accounts are past the rules), decisions per second, history, provisioning
   and notification rows included;
 - `incremental_scan_s`: a due pass right after (nothing changed);
-- `peak_rss_mb`: the process's peak resident memory (`resource.getrusage`).
+- `peak_rss_mb`: the peak resident memory (`resource.getrusage`); when a pass
+  ran in several processes, the larger of that and the peak of their summed
+  proportional set sizes (`TreeMemory`: shared pages counted once).
 
 It prints ONE JSON line on stdout; progress goes to stderr. Without
 `--database-url` it uses a temporary SQLite file. `populate` is also what the
@@ -25,8 +27,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -555,11 +559,76 @@ def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - t0, value
 
 
-def peak_rss_mb(who: int = resource.RUSAGE_SELF) -> float:
-    """Peak resident memory of this process (or, with RUSAGE_CHILDREN, of its largest child)."""
-    peak = resource.getrusage(who).ru_maxrss
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     # kilobytes on Linux, bytes on macOS
     return round(peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024, 1)
+
+
+class TreeMemory:
+    """The peak memory of this process and its descendants, watched from a process of its own.
+
+    A pass shared among processes forks them (`engine.shards`), and each one's
+    resident memory counts the pages it still shares with this one: adding them
+    up would count those pages several times. The watcher adds up the
+    proportional set sizes instead (a shared page divided among its sharers),
+    every `INTERVAL_S`. It is a process, not a thread: a thread here would change
+    how a pass starts its processes. Linux only; elsewhere `peak_mb` is None.
+    """
+
+    INTERVAL_S = 0.1
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen[str] | None = None
+        self.peak: float | None = None
+
+    def start(self) -> TreeMemory:
+        if Path(f"/proc/{os.getpid()}/smaps_rollup").exists():
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", f"from arrears.bench import _watch; _watch({os.getpid()})"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+        return self
+
+    def peak_mb(self) -> float | None:
+        """Stop watching; the largest total seen."""
+        if self.proc is None:
+            return None
+        if self.peak is None and self.proc.returncode is None:
+            out, _ = self.proc.communicate("")  # closing its input asks for the figure
+            self.peak = float(out) if out.strip() else None
+        return self.peak
+
+
+def _tree_pss_kb(root: int, leave_out: int) -> int:
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+                    break
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                todo.extend(int(c) for c in (task / "children").read_text().split() if int(c) != leave_out)
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue  # it ended meanwhile
+    return total
+
+
+def _watch(root: int) -> None:
+    """The watcher's loop (see `TreeMemory`): until its input closes, then print the peak in MB."""
+    import select
+
+    peak = 0
+    me = os.getpid()
+    while not select.select([sys.stdin], [], [], TreeMemory.INTERVAL_S)[0]:
+        peak = max(peak, _tree_pss_kb(root, me))
+    peak = max(peak, _tree_pss_kb(root, me))
+    print(round(peak / 1024, 1))
 
 
 def prepare(db: Database, reset: bool) -> None:
@@ -587,6 +656,7 @@ def run(
     apply: bool = True,
     mix: Mix | None = None,
     say: Say | None = None,
+    processes: int | None = None,
 ) -> dict[str, Any]:
     say = say or (lambda _msg: None)
     tmp: tempfile.TemporaryDirectory[str] | None = None
@@ -594,6 +664,7 @@ def run(
         tmp = tempfile.TemporaryDirectory(prefix="arrears-bench-")
         url = f"sqlite:///{Path(tmp.name) / 'bench.db'}"
     db = Database(url)
+    memory = TreeMemory().start()
     try:
         prepare(db, reset)
         mix = mix or Mix()
@@ -608,7 +679,9 @@ def run(
             if total and (done == total or done % 50_000 < 500):
                 say(f"  {done:,}/{total:,} candidates")
 
-        full_s, dry = _timed(lambda: full_pass(db, BENCH_NOW, dry_run=True, progress=progress))
+        full_s, dry = _timed(
+            lambda: full_pass(db, BENCH_NOW, dry_run=True, progress=progress, processes=processes)
+        )
         say(
             f"full scan (dry run): {full_s:.3f} s, {dry.candidates:,} candidates in {dry.processes} "
             f"process(es), actions {dry.actions}"
@@ -618,14 +691,17 @@ def run(
         due_s: float | None = None
         decisions = 0
         if apply:
-            apply_s, applied = _timed(lambda: full_pass(db, BENCH_NOW, progress=progress))
+            apply_s, applied = _timed(
+                lambda: full_pass(db, BENCH_NOW, progress=progress, processes=processes)
+            )
             decisions = sum(applied.actions.values())
             say(f"apply pass: {apply_s:.3f} s, {decisions:,} decisions {applied.actions}")
 
             due_s, due = _timed(lambda: due_pass(db, BENCH_NOW))
             say(f"incremental (due) pass: {due_s:.3f} s, {due.evaluated:,} evaluated")
 
-        children = dry.processes if dry.processes > 1 else 0
+        alone = peak_rss_mb()
+        tree = memory.peak_mb()
         return {
             "accounts": accounts,
             "backend": db.engine.dialect.name,
@@ -634,10 +710,9 @@ def run(
             "scan_ratio": round(full_s / bare_s, 2) if bare_s else None,
             "apply_per_s": round(decisions / apply_s, 1) if apply_s else None,
             "incremental_scan_s": round(due_s, 4) if due_s is not None else None,
-            # A pass shared among processes (`engine.shards`) also counts each of
-            # them at the peak of the largest (an upper bound: forked processes
-            # share their parent's pages).
-            "peak_rss_mb": round(peak_rss_mb() + children * peak_rss_mb(resource.RUSAGE_CHILDREN), 1),
+            # With a pass shared among processes, the peak of them all (`TreeMemory`).
+            "peak_rss_mb": max(alone, tree or 0.0),
+            "peak_rss_this_process_mb": alone,
             "scan_processes": dry.processes,
             "candidates": dry.candidates,
             "decisions": decisions if apply else None,
@@ -646,6 +721,7 @@ def run(
             "mix": {k: v for k, v in vars(mix).items()},
         }
     finally:
+        memory.peak_mb()
         db.dispose()
         if tmp is not None:
             tmp.cleanup()
@@ -675,6 +751,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="share of up-to-date accounts with an episode of an earlier month in the tables "
         f"(default {Mix.past_episode}; 0: tables without history, as on a first day)",
     )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=None,
+        help="processes the full passes are shared among (default: as ARREARS_SCAN_PROCESSES decides)",
+    )
     args = parser.parse_args(argv)
 
     t0 = time.perf_counter()
@@ -689,6 +771,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         apply=not args.no_apply,
         mix=Mix(not_yet_due=args.not_yet_due, past_episode=args.past_episode),
         say=say,
+        processes=args.processes,
     )
     print(json.dumps(figures), flush=True)
     return 0

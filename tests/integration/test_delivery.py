@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from arrears.channels.base import message_id
 from arrears.channels.email import SmtpChannel, SmtpSettings
 from arrears.channels.http_sms import JsonSmsGateway, JsonSmsSettings
-from arrears.config import NoticeSettingsSpec, parse_mappings
+from arrears.config import ConfigError, NoticeSettingsSpec, parse_mappings
 from arrears.engine.clock import VirtualClock
 from arrears.engine.inputs import Inputs, create_provider
 from arrears.notify import service
@@ -234,7 +234,14 @@ def test_a_crash_mid_send_never_sends_twice(db: Database, server: Server) -> Non
     with db.transaction() as s:
         [attempt] = s.scalars(select(NotificationAttemptRow)).all()
         assert (attempt.phase, attempt.result) == ("committing", "interrupted")
-        service.retry(s, row.id, actor="ops@harbour", now=NOTICE_AT + timedelta(minutes=20))
+        # Someone working for another provider is told there is no such notice.
+        for change in (service.retry, service.cancel):
+            with pytest.raises(ConfigError, match=f"no notification {row.id}"):
+                change(s, row.id, actor="ops@other", now=NOTICE_AT, provider_id=row.provider_id + 1)
+        assert s.get_one(NotificationRow, row.id).state == "uncertain"
+        service.retry(
+            s, row.id, actor="ops@harbour", now=NOTICE_AT + timedelta(minutes=20), provider_id=row.provider_id
+        )
     assert alive.run(NOTICE_AT + timedelta(minutes=21)).sent == 1
     assert len(server.handler.received) == 1
 

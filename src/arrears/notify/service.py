@@ -70,9 +70,15 @@ def as_json(row: NotificationRow, account: str, provider: str) -> dict[str, Any]
     }
 
 
-def retry(session: Session, notification_id: int, *, actor: str, now: datetime) -> NotificationRow:
-    """Send again, now: for a failed notice or one whose send was interrupted."""
-    row = _get(session, notification_id)
+def retry(
+    session: Session, notification_id: int, *, actor: str, now: datetime, provider_id: int | None = None
+) -> NotificationRow:
+    """Send again, now: for a failed notice or one whose send was interrupted.
+
+    `provider_id` limits it to one provider's notices (a console user's),
+    answering "no notification" for anyone else's.
+    """
+    row = _get(session, notification_id, provider_id)
     if row.state not in RETRYABLE:
         raise ConfigError(
             "state", f"notification {row.id} is {row.state}; only {', '.join(RETRYABLE)} can be retried"
@@ -83,8 +89,11 @@ def retry(session: Session, notification_id: int, *, actor: str, now: datetime) 
     return row
 
 
-def cancel(session: Session, notification_id: int, *, actor: str, now: datetime) -> NotificationRow:
-    row = _get(session, notification_id)
+def cancel(
+    session: Session, notification_id: int, *, actor: str, now: datetime, provider_id: int | None = None
+) -> NotificationRow:
+    """Give up on a notice that has not gone out (`provider_id` as for `retry`)."""
+    row = _get(session, notification_id, provider_id)
     if row.state not in CANCELLABLE:
         raise ConfigError(
             "state", f"notification {row.id} is {row.state}; only {', '.join(CANCELLABLE)} can be cancelled"
@@ -94,9 +103,9 @@ def cancel(session: Session, notification_id: int, *, actor: str, now: datetime)
     return row
 
 
-def _get(session: Session, notification_id: int) -> NotificationRow:
+def _get(session: Session, notification_id: int, provider_id: int | None) -> NotificationRow:
     row = session.get(NotificationRow, notification_id, with_for_update=True)
-    if row is None:
+    if row is None or (provider_id is not None and row.provider_id != provider_id):
         raise ConfigError("id", f"no notification {notification_id}")
     return row
 

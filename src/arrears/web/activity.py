@@ -112,7 +112,7 @@ def notification_action(
     def change(s: Session) -> str:
         _notification(s, page, notification_id)
         do = notices.retry if action == "retry" else notices.cancel
-        do(s, notification_id, actor=page.who.actor, now=page.now)
+        do(s, notification_id, actor=page.who.actor, now=page.now, provider_id=page.provider.id)
         return action
 
     return _change(request, page, notice_state, request_state, change)

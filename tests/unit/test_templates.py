@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -17,6 +18,7 @@ from arrears.notify.context import ProviderFacts, build_context, sample_facts
 from arrears.notify.sms_text import sms_length
 from arrears.notify.templates import (
     MAX_SMS_SEGMENTS,
+    RENDER_TIME_LIMIT,
     Rendered,
     TemplateError,
     TemplateSource,
@@ -292,6 +294,30 @@ def test_size_limits(body: str) -> None:
     err = error_of(text(body))
     assert err.field == "text"
     assert time.monotonic() - started < 5
+
+
+def test_a_slow_garbage_collection_during_a_render_is_not_the_templates_time() -> None:
+    """A full collection of a big process can outlast the render budget; it is not the template's doing."""
+
+    def slow_collection(phase: str, _info: dict[str, int]) -> None:
+        if phase == "start":
+            spent = time.thread_time()
+            while time.thread_time() - spent < RENDER_TIME_LIMIT * 1.5:
+                pass  # CPU, in this thread, while "collecting"
+
+    class CollectsWhenShown:
+        def __str__(self) -> str:
+            gc.collect()  # as an allocation can trigger one, mid-render
+            return "shown"
+
+    context = sample()
+    context["account"] = {**context["account"], "name": CollectsWhenShown()}
+    gc.callbacks.append(slow_collection)
+    try:
+        rendered = render(text("Dear {{ account.name }}"), context)
+    finally:
+        gc.callbacks.remove(slow_collection)
+    assert rendered.text == "Dear shown"
 
 
 def test_output_size_limit() -> None:

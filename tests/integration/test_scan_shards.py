@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import threading
@@ -28,13 +29,13 @@ from arrears.store.tables import (
 from pg_schemas import postgres_schema
 
 ACCOUNTS = 1500
-# Small batches, so that the candidates of 1,500 accounts make several to deal out.
+# Small batches, so that each process's candidates make several.
 SMALL = 25
 
 
 @pytest.fixture
 def small_reads(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The batches are cut in the gathering process, so children see them either way.
+    # Processes forked from this one see it (those from a forkserver read in 2,000s).
     monkeypatch.setattr(scan, "READ_BATCH", SMALL)
 
 
@@ -125,25 +126,32 @@ def test_a_shared_pass_writes_what_one_process_writes(pg_db: Database, small_rea
     assert shared.actions == alone.actions and shared.actions.get("escalate", 0) > 0
     assert shared.applied == alone.applied and shared.processes == 2
     assert _written(pg_db) == written_alone
-    # Progress came from the processes as they went, up to every candidate.
-    assert seen[0] == (0, shared.candidates) and seen[-1] == (shared.candidates, shared.candidates)
+    # Progress came from the processes as they went (the total growing as they
+    # found their ranges' candidates), up to every candidate.
+    assert seen[-1] == (shared.candidates, shared.candidates) == (alone.candidates, alone.candidates)
     assert len(seen) > 3
+    assert all(a[0] <= b[0] and a[1] <= b[1] and b[0] <= b[1] for a, b in itertools.pairwise(seen))
     # A pass right after finds nothing more to do.
     again = full_pass(pg_db, BENCH_NOW, processes=2, batch=SMALL)
     assert again.actions == {}
 
 
 def test_a_stop_reaches_every_process(accounts: Database) -> None:
-    asked: list[int] = []
+    everything = full_pass(accounts, BENCH_NOW, dry_run=True, processes=1)
+    seen: list[int] = []
 
-    def should_stop() -> bool:
-        asked.append(1)
-        return len(asked) > 1  # stop soon after the processes started
-
-    result = full_pass(accounts, BENCH_NOW, dry_run=True, processes=2, batch=SMALL, should_stop=should_stop)
+    result = full_pass(
+        accounts,
+        BENCH_NOW,
+        dry_run=True,
+        processes=2,
+        batch=SMALL,
+        progress=lambda done, total: seen.append(done),
+        should_stop=lambda: any(seen),  # stop once some batch is done
+    )
 
     assert result.stopped
-    assert result.evaluated < result.candidates
+    assert 0 < result.evaluated < everything.evaluated
 
 
 def test_a_failing_process_fails_the_pass_with_its_traceback(
@@ -181,17 +189,24 @@ def test_a_process_killed_mid_pass_fails_it_without_hanging(
         full_pass(accounts, BENCH_NOW, dry_run=True, processes=2, batch=SMALL)
 
 
-def test_who_shares_a_pass(sqlite_url: str, pg_db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_who_shares_a_pass(sqlite_url: str, accounts: Database, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(shards.ENV, raising=False)
+    pid = provider_id(accounts)
     # SQLite: one writer, and an in-memory database lives in one process.
-    assert shards.processes_for(Database(sqlite_url), 10 * shards.MIN_CANDIDATES, 4, None) == 1
+    assert shards.processes_for(Database(sqlite_url), [pid], 4, None) == 1
     # Small passes stay in this process unless a number is asked for.
-    assert shards.processes_for(pg_db, shards.MIN_CANDIDATES - 1, None, None) == 1
-    assert shards.processes_for(pg_db, 10, 3, None) == 3
+    assert shards.processes_for(accounts, [pid], None, None) == 1
+    assert shards.processes_for(accounts, [pid], 3, None) == 3
+    monkeypatch.setattr(shards, "MIN_ACCOUNTS", ACCOUNTS)
     monkeypatch.setenv(shards.ENV, "2")
-    assert shards.processes_for(pg_db, shards.MIN_CANDIDATES, None, None) == 2
+    assert shards.processes_for(accounts, [pid], None, None) == 2
     monkeypatch.setenv(shards.ENV, "1")
-    assert shards.processes_for(pg_db, shards.MIN_CANDIDATES, None, None) == 1
+    assert shards.processes_for(accounts, [pid], None, None) == 1
+
+
+def provider_id(db: Database) -> int:
+    with db.transaction() as s:
+        return s.scalars(select(AccountRow.provider_id).limit(1)).one()
 
 
 def test_a_lambda_clock_in_a_threaded_process_keeps_the_pass_here(
@@ -199,8 +214,8 @@ def test_a_lambda_clock_in_a_threaded_process_keeps_the_pass_here(
 ) -> None:
     monkeypatch.setattr(shards, "_start_method", lambda: "forkserver")
     # A forkserver's process gets the clock by pickling; a lambda cannot be.
-    assert shards.processes_for(pg_db, 10, 2, lambda: BENCH_NOW) == 1
-    assert shards.processes_for(pg_db, 10, 2, None) == 2
+    assert shards.processes_for(pg_db, [1], 2, lambda: BENCH_NOW) == 1
+    assert shards.processes_for(pg_db, [1], 2, None) == 2
 
 
 @pytest.mark.parametrize("raw", ["two", "0", "-3"])
@@ -210,10 +225,19 @@ def test_a_bad_process_count_names_the_variable(raw: str, monkeypatch: pytest.Mo
         shards.configured()
 
 
-def test_batches_are_dealt_in_turn() -> None:
-    from array import array
+def test_ranges_cover_every_id_once() -> None:
+    assert shards.ranges(1, 10, 3) == [(1, 3), (4, 6), (7, 10)]
+    assert shards.ranges(5, 5, 4) == [(5, 5)]  # never an empty range
+    cut = shards.ranges(17, 1_000_003, 32)
+    assert len(cut) == 32 and cut[0][0] == 17 and cut[-1][1] == 1_000_003
+    assert all(a[1] + 1 == b[0] for a, b in itertools.pairwise(cut))
 
-    a, b, c, d, e = (array("q", [i]) for i in range(5))
-    assert shards.shares([(1, [a, b, c]), (2, [d, e])], 2) == [[(1, [a, c]), (2, [e])], [(1, [b]), (2, [d])]]
-    # Fewer batches than processes: only as many processes as batches.
-    assert shards.shares([(1, [a])], 4) == [[(1, [a])]]
+
+def test_ranges_are_dealt_in_turn() -> None:
+    a, b, c = (1, 10), (11, 20), (21, 30)
+    assert shards.shares([7, 8], [a, b, c], 2) == [
+        [(7, a), (7, c), (8, b)],
+        [(7, b), (8, a), (8, c)],
+    ]
+    # Fewer ranges than processes: only as many processes as ranges.
+    assert shards.shares([7], [a], 4) == [[(7, a)]]

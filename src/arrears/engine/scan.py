@@ -126,8 +126,14 @@ def loosest(rule_sets: Sequence[RuleSet], now: datetime) -> Loosest | None:
     )
 
 
-def candidate_query(provider: ProviderView, now: datetime) -> Select[int]:
-    """The ids of the provider's accounts whose decision may change at `now`, in id order."""
+def candidate_query(
+    provider: ProviderView, now: datetime, between: tuple[int, int] | None = None
+) -> Select[int]:
+    """The ids of the provider's accounts whose decision may change at `now`, in id order.
+
+    `between` (lowest, highest account id) limits it to a range of ids: the
+    processes sharing a pass each query their own ranges (`engine.shards`).
+    """
     a = AccountRow.__table__.c
     today = local_date(now, provider.tz)
     conditions: list[Any] = [
@@ -137,12 +143,17 @@ def candidate_query(provider: ProviderView, now: datetime) -> Select[int]:
     ]
     loose = loosest(provider.context.rule_sets, now)
     stmt = select(a.id).where(a.provider_id == provider.id)
+    if between is not None:
+        stmt = stmt.where(a.id.between(*between))
     if loose is not None:
         i = InvoiceRow.__table__.c
         overdue = func.sum(case((i.due_date < today, i.balance), else_=0))
+        owed = [i.provider_id == provider.id, owing_invoice(), i.issued_at <= now]
+        if between is not None:
+            owed.append(i.account_id.between(*between))  # a range of the index, not all of it
         owing = (
             select(i.account_id)
-            .where(i.provider_id == provider.id, owing_invoice(), i.issued_at <= now)
+            .where(*owed)
             .group_by(i.account_id)
             .having(
                 and_(
@@ -158,10 +169,13 @@ def candidate_query(provider: ProviderView, now: datetime) -> Select[int]:
     return stmt.where(or_(*conditions)).order_by(a.id)
 
 
-def candidates(session: Session, provider: ProviderView, now: datetime) -> array[int]:
+def candidates(
+    session: Session, provider: ProviderView, now: datetime, between: tuple[int, int] | None = None
+) -> array[int]:
     """Run the candidate query, streaming the ids into a compact array."""
     out: array[int] = array("q")
-    result = session.scalars(candidate_query(provider, now).execution_options(stream_results=True))
+    query = candidate_query(provider, now, between)
+    result = session.scalars(query.execution_options(stream_results=True))
     for part in result.partitions(20_000):
         out.extend(part)
     return out
@@ -348,6 +362,11 @@ def _full_pass(
 
     result = ScanResult()
     pids = [provider_id] if provider_id is not None else provider_ids(db)
+    n = shards.processes_for(db, pids, processes, clock)
+    if n > 1:
+        job = shards.Job(db.url, now, clock, dry_run, plan, batch)
+        shards.run(db, job, pids, n, result, progress, should_stop)
+        return result
     work: list[tuple[ProviderView, array[int]]] = []
     for pid in pids:
         with db.transaction() as session:
@@ -358,11 +377,6 @@ def _full_pass(
     if progress is not None:
         progress(0, total)
     size = max(batch, READ_BATCH)
-    n = shards.processes_for(db, total, processes, clock)
-    if n > 1:
-        job = shards.Job(db.url, now, clock, dry_run, plan, batch)
-        shards.run(job, [(p, read_chunks(ids, size)) for p, ids in work], n, result, progress, should_stop)
-        return result
     done = 0
 
     def batch_done(accounts: int) -> None:

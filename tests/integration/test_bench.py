@@ -65,8 +65,8 @@ def test_the_benchmark_on_sqlite() -> None:
 
 @pytest.mark.postgres
 def test_the_benchmark_on_postgres_shares_the_pass(postgres_url: str) -> None:
-    # 25,000 accounts make two read batches of candidates: one for each process.
-    figures = _bench("--accounts", "25000", "--database-url", postgres_url, "--processes", "2")
+    # Two processes asked for, though so few accounts would stay in one by default.
+    figures = _bench("--accounts", "5000", "--database-url", postgres_url, "--processes", "2")
     assert figures["backend"] == "postgresql"
     assert figures["scan_processes"] == 2
-    _consistent(figures, 25000)
+    _consistent(figures, 5000)

@@ -5,8 +5,8 @@ tens of microseconds of evaluation on one core, while the database that reads
 its rows mostly waits. Threads cannot share that work (the interpreter runs
 one at a time), processes can. So, on PostgreSQL, a pass over many accounts:
 
-- cuts the account ids into ranges (`RANGES_PER_PROCESS` per process) and
-  deals them out in turn, so that the processes work on neighbouring rows at
+- cuts the account ids into ranges (up to `RANGES_PER_PROCESS` per process)
+  and deals them out in turn, so that the processes work on neighbouring rows at
   the same time (one share of the database's cache);
 - each process runs the candidate query over each of its ranges (a range of
   the owed-invoices index, not all of it), then the very same loop as a
@@ -63,8 +63,10 @@ DEFAULT_MAX = 4
 # Below this many accounts a pass takes about a second in one process at most;
 # starting others would not pay.
 MIN_ACCOUNTS = 100_000
-# Ranges of account ids per process: enough that one slow range does not leave
-# the others idle at the end, few enough that each query's fixed cost is nothing.
+# Ranges of account ids: about one per `RANGE_IDS` ids, at least one and at most
+# `RANGES_PER_PROCESS` per process. Enough that one slow range does not leave the
+# others idle at the end, few enough that each query's fixed cost is nothing.
+RANGE_IDS = 25_000
 RANGES_PER_PROCESS = 16
 # How often the gathering process looks at `should_stop` while no process reports.
 POLL_S = 0.2
@@ -168,7 +170,8 @@ def run(
         }
     if lowest is None:
         return  # no accounts at all
-    parts = shares(provider_ids, ranges(lowest, highest, n * RANGES_PER_PROCESS), n)
+    count = min(max((highest - lowest + 1) // RANGE_IDS, n), n * RANGES_PER_PROCESS)
+    parts = shares(provider_ids, ranges(lowest, highest, count), n)
     if _start_method() == "fork":
         ctx: ForkContext | ForkServerContext = multiprocessing.get_context("fork")
     else:

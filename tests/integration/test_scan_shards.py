@@ -7,7 +7,7 @@ import os
 import signal
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -154,20 +154,27 @@ def test_a_stop_reaches_every_process(accounts: Database) -> None:
     assert 0 < result.evaluated < everything.evaluated
 
 
-def test_a_failing_process_fails_the_pass_with_its_traceback(
-    accounts: Database, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _on_second_batch(monkeypatch: pytest.MonkeyPatch, happen: Callable[[], None]) -> None:
+    """Make `happen` happen when a process reaches its second batch (processes fork from this one)."""
     real = scan.assess_snapshots
     calls = {"n": 0}
 
-    def flaky(session: Any, provider: Any, ids: Any, now: datetime) -> Any:
-        # Processes are forked from this one: each sees this replacement.
+    def assess(session: Any, provider: Any, ids: Any, now: datetime) -> Any:
         calls["n"] += 1
         if calls["n"] == 2:
-            raise RuntimeError("the database went away")
+            happen()
         return real(session, provider, ids, now)
 
-    monkeypatch.setattr(scan, "assess_snapshots", flaky)
+    monkeypatch.setattr(scan, "assess_snapshots", assess)
+
+
+def test_a_failing_process_fails_the_pass_with_its_traceback(
+    accounts: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fail() -> None:
+        raise RuntimeError("the database went away")
+
+    _on_second_batch(monkeypatch, fail)
     with pytest.raises(shards.ShardFailed, match="the database went away"):
         full_pass(accounts, BENCH_NOW, dry_run=True, processes=2, batch=SMALL)
 
@@ -175,16 +182,8 @@ def test_a_failing_process_fails_the_pass_with_its_traceback(
 def test_a_process_killed_mid_pass_fails_it_without_hanging(
     accounts: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = scan.assess_snapshots
-    calls = {"n": 0}
-
-    def killed(session: Any, provider: Any, ids: Any, now: datetime) -> Any:
-        calls["n"] += 1
-        if calls["n"] == 2:
-            os.kill(os.getpid(), signal.SIGKILL)  # as the kernel's out-of-memory killer would
-        return real(session, provider, ids, now)
-
-    monkeypatch.setattr(scan, "assess_snapshots", killed)
+    # As the kernel's out-of-memory killer would.
+    _on_second_batch(monkeypatch, lambda: os.kill(os.getpid(), signal.SIGKILL))
     with pytest.raises(shards.ShardFailed, match=r"exit code -9\) without a result"):
         full_pass(accounts, BENCH_NOW, dry_run=True, processes=2, batch=SMALL)
 

@@ -548,8 +548,13 @@ def due_pass(
     batch: int = BATCH,
     should_stop: StopCheck | None = None,
 ) -> PassResult:
-    """The incremental pass: every account whose stored wake-up has come (`service.run_due`)."""
-    return run_due(db, now, batch=batch, provider_id=provider_id, should_stop=should_stop)
+    """The incremental pass: every account whose stored wake-up has come (`service.run_due`).
+
+    Many wake-ups can come at once (a local midnight, a window opening), so it
+    keeps the old heap out of the collector's way as the full pass does.
+    """
+    with _old_objects_frozen():
+        return run_due(db, now, batch=batch, provider_id=provider_id, should_stop=should_stop)
 
 
 __all__ = [

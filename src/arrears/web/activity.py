@@ -15,7 +15,6 @@ from sqlalchemy.orm import Session
 from arrears.config import ConfigError
 from arrears.notify import service as notices
 from arrears.provisioning import service as provisioning
-from arrears.store.tables import NotificationRow
 from arrears.web.context import ConsoleError, OperatorForm, Page, ViewerPage, is_htmx, see_other
 
 router = APIRouter()
@@ -90,13 +89,6 @@ def _change(
     return see_other(request, f"/activity?{query}")
 
 
-def _notification(session: Session, page: Page, notification_id: int) -> None:
-    """Only this provider's notifications (another's answers as if it did not exist)."""
-    row = session.get(NotificationRow, notification_id)
-    if row is None or row.provider_id != page.provider.id:
-        raise ConsoleError(404, f"There is no notification {notification_id}.")
-
-
 @router.post("/activity/notifications/{notification_id}/{action}")
 def notification_action(
     request: Request,
@@ -110,9 +102,14 @@ def notification_action(
         raise ConsoleError(404, "There is no such page.")
 
     def change(s: Session) -> str:
-        _notification(s, page, notification_id)
         do = notices.retry if action == "retry" else notices.cancel
-        do(s, notification_id, actor=page.who.actor, now=page.now, provider_id=page.provider.id)
+        try:
+            # Another provider's notice answers as if it did not exist.
+            do(s, notification_id, actor=page.who.actor, now=page.now, provider_id=page.provider.id)
+        except ConfigError as exc:
+            if exc.field == "id":
+                raise ConsoleError(404, f"There is no notification {notification_id}.") from None
+            raise
         return action
 
     return _change(request, page, notice_state, request_state, change)

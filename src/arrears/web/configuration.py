@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 import yaml
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
+from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -103,15 +104,23 @@ def _as_yaml(body: dict[str, Any]) -> str:
     return yaml.safe_dump(rest, sort_keys=False, allow_unicode=True, default_flow_style=None, width=100)
 
 
-def _draft(session: Session, page: Page, start_from: str) -> dict[str, str]:
+class RuleDraft(BaseModel):
+    """The editor's form: a rule set version as typed (YAML body)."""
+
+    name: str = ""
+    effective_at: str = ""
+    body: str = ""
+
+
+def _draft(session: Session, page: Page, start_from: str) -> RuleDraft:
     """The editor's first text: the latest version of `start_from` (or of the first rule set)."""
     stmt = select(RuleSetRow).where(RuleSetRow.provider_id == page.provider.id)
     if start_from:
         stmt = stmt.where(RuleSetRow.name == start_from)
     row = session.scalars(stmt.order_by(RuleSetRow.name, RuleSetRow.version.desc()).limit(1)).first()
     if row is None:
-        return {"name": start_from or "default", "effective_at": "", "body": STARTER}
-    return {"name": row.name, "effective_at": "", "body": _as_yaml(row.body)}
+        return RuleDraft(name=start_from or "default", body=STARTER)
+    return RuleDraft(name=row.name, body=_as_yaml(row.body))
 
 
 # -- reading the editor's form ----------------------------------------------------------------
@@ -149,14 +158,14 @@ class Candidate:
     rule_set: RuleSet
 
 
-def _candidate(session: Session, page: Page, name: str, effective_at: str, text: str) -> Candidate:
+def _candidate(session: Session, page: Page, draft: RuleDraft) -> Candidate:
     """The version the form describes, checked as the API checks it; nothing is stored."""
-    name = name.strip()
+    name = draft.name.strip()
     if not name:
         raise ConfigError("name", "is required (e.g. default)")
-    body = _body(text)
-    if effective_at.strip():
-        body["effective_at"] = effective_at.strip()
+    body = _body(draft.body)
+    if draft.effective_at.strip():
+        body["effective_at"] = draft.effective_at.strip()
     raw, effective = rule_set_input(name, body, page.tenant, page.now)
     latest = session.scalar(
         select(RuleSetRow.version)
@@ -277,7 +286,7 @@ def _render(
     *,
     status: int = 200,
     message: str | None = None,
-    draft: dict[str, str] | None = None,
+    draft: RuleDraft | None = None,
     start_from: str = "",
     check: dict[str, str] | None = None,
     comparison: Comparison | None = None,
@@ -310,10 +319,10 @@ def rules(page: ViewerPage, start: str = "", done: str = "") -> Response:
     return _render(page, message=message, start_from=start)
 
 
-def _check(page: Page, name: str, effective_at: str, body: str) -> tuple[Candidate | None, dict[str, str]]:
+def _check(page: Page, draft: RuleDraft) -> tuple[Candidate | None, dict[str, str]]:
     with page.read() as s:
         try:
-            candidate = _candidate(s, page, name, effective_at, body)
+            candidate = _candidate(s, page, draft)
         except ConfigError as exc:
             return None, {"error": f"{exc.field}: {exc.message}"}
     rs = candidate.rule_set
@@ -321,26 +330,15 @@ def _check(page: Page, name: str, effective_at: str, body: str) -> tuple[Candida
 
 
 @router.post("/rules/check")
-def check_rules(
-    page: AdminForm,
-    name: Annotated[str, Form()] = "",
-    effective_at: Annotated[str, Form()] = "",
-    body: Annotated[str, Form()] = "",
-) -> Response:
+def check_rules(page: AdminForm, draft: Annotated[RuleDraft, Form()]) -> Response:
     """The editor's check as you type: the version's summary, or the field at fault (422)."""
-    candidate, check = _check(page, name, effective_at, body)
+    candidate, check = _check(page, draft)
     return page.render("_rule_check.html", status=200 if candidate else 422, check=check)
 
 
 @router.post("/rules/preview")
-def preview_rules(
-    request: Request,
-    page: AdminForm,
-    name: Annotated[str, Form()] = "",
-    effective_at: Annotated[str, Form()] = "",
-    body: Annotated[str, Form()] = "",
-) -> Response:
-    candidate, check = _check(page, name, effective_at, body)
+def preview_rules(request: Request, page: AdminForm, draft: Annotated[RuleDraft, Form()]) -> Response:
+    candidate, check = _check(page, draft)
     comparison = None
     if candidate is not None:
         with page.read() as s:
@@ -349,23 +347,15 @@ def preview_rules(
     status = 200 if candidate else 422
     if is_htmx(request):
         return page.render("_rule_preview.html", status=status, check=check, comparison=comparison)
-    draft = {"name": name, "effective_at": effective_at, "body": body}
     return _render(page, status=status, draft=draft, check=check, comparison=comparison)
 
 
 @router.post("/rules")
-def save_rules(
-    request: Request,
-    page: AdminForm,
-    name: Annotated[str, Form()] = "",
-    effective_at: Annotated[str, Form()] = "",
-    body: Annotated[str, Form()] = "",
-) -> Response:
+def save_rules(request: Request, page: AdminForm, draft: Annotated[RuleDraft, Form()]) -> Response:
     """Add the version: the API's path, as the signed-in person, in one transaction."""
-    draft = {"name": name, "effective_at": effective_at, "body": body}
     try:
         with page.inputs() as inputs:
-            candidate = _candidate(inputs.session, page, name, effective_at, body)
+            candidate = _candidate(inputs.session, page, draft)
             row = add_rule_set_version(inputs, page.tenant, candidate.name, candidate.body, page.now)
             version = row.version
     except ConfigError as exc:

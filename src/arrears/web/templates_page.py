@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
+from pydantic import BaseModel
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
@@ -71,6 +72,29 @@ def _source(event: str, channel: str, subject: str, text: str, html: str) -> Tem
         )
     except TemplateError as exc:
         raise ConfigError(f"template.{exc.field}", str(exc)) from None
+
+
+class TemplateDraft(BaseModel):
+    """The editor's form: the template as typed, and the account to preview it for."""
+
+    subject: str = ""
+    text: str = ""
+    html: str = ""
+    account: str = ""
+
+    def values(self) -> dict[str, str]:
+        return {"subject": self.subject, "text": self.text, "html": self.html}
+
+
+def _draft_preview(
+    session: Session, page: Page, event: str, channel: str, draft: TemplateDraft
+) -> dict[str, Any]:
+    """The unsaved template rendered for the draft's account: the preview's fields, or its error."""
+    try:
+        source = _source(event, channel, draft.subject, draft.text, draft.html)
+    except ConfigError as exc:
+        return {"error": _say(exc)}
+    return _preview(session, page, event, channel, draft.account.strip(), source)
 
 
 def _rendered(r: Rendered) -> dict[str, Any]:
@@ -141,20 +165,18 @@ def _render_editor(
     status: int = 200,
     message: str | None = None,
     error: str | None = None,
-    values: dict[str, str] | None = None,
+    draft: TemplateDraft | None = None,
     account: str = "",
 ) -> Response:
+    """The editor, with the stored template, or with `draft` (as typed) when given."""
     with page.read() as s:
         template = _template(s, page, event, channel)
-        source = None
-        if values is not None:
-            template.update(values)
-            try:
-                source = _source(event, channel, values["subject"], values["text"], values["html"])
-            except ConfigError as exc:
-                preview: dict[str, Any] = {"error": _say(exc)}
-        if values is None or source is not None:
-            preview = _preview(s, page, event, channel, account, source)
+        if draft is None:
+            preview = _preview(s, page, event, channel, account, None)
+        else:
+            template.update(draft.values())
+            account = draft.account.strip()
+            preview = _draft_preview(s, page, event, channel, draft)
         accounts = list(
             s.scalars(
                 select(AccountRow.ext_id)
@@ -186,53 +208,30 @@ def template_page(page: ViewerPage, event: str, channel: str, account: str = "",
 
 @router.post("/templates/{event}/{channel}/preview")
 def preview_template(
-    request: Request,
-    page: AdminForm,
-    event: str,
-    channel: str,
-    subject: Annotated[str, Form()] = "",
-    text: Annotated[str, Form()] = "",
-    html: Annotated[str, Form()] = "",
-    account: Annotated[str, Form()] = "",
+    request: Request, page: AdminForm, event: str, channel: str, draft: Annotated[TemplateDraft, Form()]
 ) -> Response:
     """The unsaved template in the editor, rendered as it is typed; nothing is stored."""
     event, channel = _target(event, channel)
-    values = {"subject": subject, "text": text, "html": html}
     if not is_htmx(request):
-        return _render_editor(page, event, channel, values=values, account=account.strip())
+        return _render_editor(page, event, channel, draft=draft)
     with page.read() as s:
-        try:
-            source = _source(event, channel, subject, text, html)
-        except ConfigError as exc:
-            preview: dict[str, Any] = {"error": _say(exc)}
-        else:
-            preview = _preview(s, page, event, channel, account.strip(), source)
+        preview = _draft_preview(s, page, event, channel, draft)
     status = 422 if "error" in preview else 200
     return page.render("_template_preview.html", status=status, preview=preview, t={"channel": channel})
 
 
 @router.post("/templates/{event}/{channel}")
 def save(
-    request: Request,
-    page: AdminForm,
-    event: str,
-    channel: str,
-    subject: Annotated[str, Form()] = "",
-    text: Annotated[str, Form()] = "",
-    html: Annotated[str, Form()] = "",
-    account: Annotated[str, Form()] = "",
+    request: Request, page: AdminForm, event: str, channel: str, draft: Annotated[TemplateDraft, Form()]
 ) -> Response:
     event, channel = _target(event, channel)
-    values = {"subject": subject, "text": text, "html": html}
     try:
-        source = _source(event, channel, subject, text, html)
+        source = _source(event, channel, draft.subject, draft.text, draft.html)
         with page.write() as s:
             provider = s.get_one(ProviderRow, page.provider.id)
             rendering.save_template(s, provider, source, actor=page.who.actor, now=page.now)
     except ConfigError as exc:
-        return _render_editor(
-            page, event, channel, status=422, error=_say(exc), values=values, account=account.strip()
-        )
+        return _render_editor(page, event, channel, status=422, error=_say(exc), draft=draft)
     return see_other(request, f"/templates/{event}/{channel}?done=saved")
 
 

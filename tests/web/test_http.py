@@ -217,10 +217,13 @@ def test_operators_retry_notices_and_settle_provisioning(console: Console) -> No
         sent = s.scalar(select(ProvisioningRequestRow.id).where(ProvisioningRequestRow.state == "sent"))
     page = c.get("/activity", params={"notice_state": "failed"}).text
     assert "550 5.1.1 mailbox unavailable" in page and f"Retry notification {failed}" in page
+    assert '<input type="hidden" name="notice_state" value="failed">' in page  # the filter stays
     r = c.post(f"/activity/notifications/{failed}/retry", data={"csrf_token": csrf, "notice_state": "failed"})
     assert r.status_code == 303 and "done=retry" in r.headers["location"]
     r = c.post("/activity/notifications/987654/cancel", data={"csrf_token": csrf})
     assert r.status_code == 404 and "There is no notification 987654." in r.text
+    r = c.post("/activity/provisioning/987654/confirm", data={"csrf_token": csrf})
+    assert r.status_code == 404 and "There is no provisioning request 987654." in r.text
     r = c.post(f"/activity/provisioning/{sent}/fail", data={"csrf_token": csrf, "reason": ""})
     assert r.status_code == 409 and "reason: is required" in r.text
     r = c.post(f"/activity/provisioning/{sent}/confirm", data={"csrf_token": csrf})

@@ -97,12 +97,7 @@ def install(app: FastAPI, db: Database, clock: Callable[[], datetime] = utcnow) 
 
     @app.exception_handler(ConsoleError)
     async def _error(request: Request, exc: ConsoleError) -> Response:
-        return render(
-            request,
-            "error.html",
-            {"title": "Error", "status": exc.status, "message": exc.message},
-            status=exc.status,
-        )
+        return _error_page(request, exc.status, exc.message)
 
     # The API answers unknown paths with problem details; a person's browser gets a page.
     api_http = app.exception_handlers.get(StarletteHTTPException)
@@ -115,12 +110,7 @@ def install(app: FastAPI, db: Database, clock: Callable[[], datetime] = utcnow) 
         message = exc.detail if isinstance(exc.detail, str) else "error"
         if exc.status_code == 404:
             message = "There is no such page."
-        return render(
-            request,
-            "error.html",
-            {"title": "Error", "status": exc.status_code, "message": message},
-            status=exc.status_code,
-        )
+        return _error_page(request, exc.status_code, message)
 
     # A console URL with a malformed part (a non-numeric index, say) is a page that is not
     # there; other malformed input is named, on a page rather than in JSON.
@@ -137,9 +127,13 @@ def install(app: FastAPI, db: Database, clock: Callable[[], datetime] = utcnow) 
         else:
             where = [".".join(str(p) for p in tuple(e.get("loc", ()))[1:]) for e in errors]
             status, message = 422, "Not valid: " + ", ".join(w for w in where if w)
-        return render(
-            request, "error.html", {"title": "Error", "status": status, "message": message}, status=status
-        )
+        return _error_page(request, status, message)
+
+
+def _error_page(request: Request, status: int, message: str) -> Response:
+    return render(
+        request, "error.html", {"title": "Error", "status": status, "message": message}, status=status
+    )
 
 
 __all__ = ["install"]

@@ -77,11 +77,16 @@ def _change(
     notice_state: str,
     request_state: str,
     change: Callable[[Session], str],
+    missing: str,
 ) -> Response:
+    """Run `change`; a refusal is shown (409), and a row the services do not find for this
+    provider (another provider's answers as if it did not exist) is the 404 page `missing`."""
     try:
         with page.write() as s:
             done = change(s)
     except ConfigError as exc:
+        if exc.field == "id":
+            raise ConsoleError(404, missing) from None
         return _render(page, notice_state, request_state, status=409, error=exc.message)
     if is_htmx(request):
         return _render(page, notice_state, request_state, message=DONE[done])
@@ -103,16 +108,11 @@ def notification_action(
 
     def change(s: Session) -> str:
         do = notices.retry if action == "retry" else notices.cancel
-        try:
-            # Another provider's notice answers as if it did not exist.
-            do(s, notification_id, actor=page.who.actor, now=page.now, provider_id=page.provider.id)
-        except ConfigError as exc:
-            if exc.field == "id":
-                raise ConsoleError(404, f"There is no notification {notification_id}.") from None
-            raise
+        do(s, notification_id, actor=page.who.actor, now=page.now, provider_id=page.provider.id)
         return action
 
-    return _change(request, page, notice_state, request_state, change)
+    missing = f"There is no notification {notification_id}."
+    return _change(request, page, notice_state, request_state, change, missing)
 
 
 @router.post("/activity/provisioning/{request_id}/{action}")
@@ -133,20 +133,16 @@ def provisioning_action(
         detail = reason.strip()
         if state == "failed" and not detail:
             raise ConfigError("reason", "reason: is required to fail a request")
-        try:
-            provisioning.settle_by_hand(
-                s,
-                request_id,
-                state=state,
-                detail=detail,
-                actor=page.who.actor,
-                now=page.now,
-                provider_id=page.provider.id,
-            )
-        except ConfigError as exc:
-            if exc.field == "id":
-                raise ConsoleError(404, f"There is no provisioning request {request_id}.") from None
-            raise
+        provisioning.settle_by_hand(
+            s,
+            request_id,
+            state=state,
+            detail=detail,
+            actor=page.who.actor,
+            now=page.now,
+            provider_id=page.provider.id,
+        )
         return state
 
-    return _change(request, page, notice_state, request_state, change)
+    missing = f"There is no provisioning request {request_id}."
+    return _change(request, page, notice_state, request_state, change, missing)

@@ -71,6 +71,7 @@ from arrears.domain.decisions import Action, Evaluation
 from arrears.domain.model import AccountSnapshot
 from arrears.domain.money import fmt
 from arrears.domain.rules import RuleSet
+from arrears.engine import shards
 from arrears.engine.applicator import needs_apply
 from arrears.engine.service import (
     PassResult,
@@ -358,8 +359,6 @@ def _full_pass(
     clock: Callable[[], datetime] | None,
     processes: int | None,
 ) -> ScanResult:
-    from arrears.engine import shards
-
     result = ScanResult()
     pids = [provider_id] if provider_id is not None else provider_ids(db)
     n = shards.processes_for(db, pids, processes, clock)

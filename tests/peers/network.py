@@ -33,6 +33,8 @@ class Network(HttpGateway):
     def _handle(self, handler: BaseHTTPRequestHandler) -> None:
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length) if length else b""
+        if len(body) < length:
+            return  # the worker was killed mid-request: nothing arrived to answer (or to verify)
         try:
             verify(handler.headers.get(SIGNATURE_HEADER) or "", body, self.secret, utcnow())
         except SignatureError as exc:
